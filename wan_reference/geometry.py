@@ -42,7 +42,7 @@ def geometry(frames: int, height: int, width: int, patch_size=(1, 2, 2), max_gri
     if latent[0] % pt:
         raise GeometryError(f"frames: latent frames {latent[0]} not divisible by the temporal patch {pt}")
     grid = (latent[0] // pt, latent[1] // ph, latent[2] // pw)
-    for axis, n in zip(("frames", "height", "width"), grid):
+    for axis, n in zip(("frames", "height", "width"), grid, strict=True):
         if n > max_grid:
             raise GeometryError(
                 f"{axis}: token grid axis of {n} exceeds the RoPE table of {max_grid} positions"
