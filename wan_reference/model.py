@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .config import CLIP_DIM, WanConfig
 from .precision import PrecisionPolicy, get_policy
+from .scopes import scope
 
 
 # --------------------------------------------------------------------------------------------- layers
@@ -76,26 +77,30 @@ class RMSNorm(nn.Module):
 # --------------------------------------------------------------------------------- functional pieces
 def sinusoidal_embedding(t: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """[B] timesteps -> [B, 2*half] = cat(cos, sin), computed in float64 as upstream, returned fp32."""
-    angles = torch.outer(t.to(torch.float64), freqs)
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).float()
+    with scope(t, "sinusoid"):
+        angles = torch.outer(t.to(torch.float64), freqs)
+        return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1).float()
 
 
 def rope_apply(x: torch.Tensor, freqs: torch.Tensor, dtype: torch.dtype, out_dtype=None) -> torch.Tensor:
     """Interleaved 3-axis RoPE: channels (2j, 2j+1) form one complex number, rotated by `freqs`
     ([L, 1, d/2], complex of `dtype`: complex128 for float64, as in the official code)."""
-    xc = torch.view_as_complex(x.to(dtype).unflatten(-1, (-1, 2)))
-    out = torch.view_as_real(xc * freqs).flatten(3)
-    return out.to(out_dtype or x.dtype)
+    with scope(x, "rope"):
+        xc = torch.view_as_complex(x.to(dtype).unflatten(-1, (-1, 2)))
+        out = torch.view_as_real(xc * freqs).flatten(3)
+        return out.to(out_dtype or x.dtype)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Global non-causal attention on [B, L, n, d] tensors (flash-attention layout), scale 1/sqrt(d).
+def attention(q, k, v, dtype: torch.dtype, name: str = "attention") -> torch.Tensor:
+    """Global non-causal attention on [B, L, n, d] tensors (flash-attention layout), scale 1/sqrt(d),
+    returned as [B, L, n*d].
 
     As upstream `flash_attention`: q, k, v are cast to the kernel dtype, the output back to q's dtype."""
-    out = F.scaled_dot_product_attention(
-        q.to(dtype).transpose(1, 2), k.to(dtype).transpose(1, 2), v.to(dtype).transpose(1, 2)
-    )
-    return out.transpose(1, 2).to(q.dtype)
+    with scope(q, name):
+        out = F.scaled_dot_product_attention(
+            q.to(dtype).transpose(1, 2), k.to(dtype).transpose(1, 2), v.to(dtype).transpose(1, 2)
+        )
+        return out.transpose(1, 2).to(q.dtype).flatten(2)
 
 
 # ------------------------------------------------------------------------------------------- modules
@@ -116,7 +121,7 @@ class WanSelfAttention(nn.Module):
         q = rope_apply(self.heads(self.norm_q(self.q(x))), freqs, p.rope, p.rope_out)
         k = rope_apply(self.heads(self.norm_k(self.k(x))), freqs, p.rope, p.rope_out)
         v = self.heads(self.v(x))
-        return self.o(attention(q, k, v, p.attention).flatten(2))
+        return self.o(attention(q, k, v, p.attention))
 
 
 class WanT2VCrossAttention(WanSelfAttention):
@@ -126,7 +131,7 @@ class WanT2VCrossAttention(WanSelfAttention):
         q = self.heads(self.norm_q(self.q(x)))
         k = self.heads(self.norm_k(self.k(context)))
         v = self.heads(self.v(context))
-        return self.o(attention(q, k, v, self.policy.attention).flatten(2))
+        return self.o(attention(q, k, v, self.policy.attention))
 
 
 class WanI2VCrossAttention(WanSelfAttention):
@@ -148,24 +153,28 @@ class WanI2VCrossAttention(WanSelfAttention):
         v = self.heads(self.v(context))
         k_img = self.heads(self.norm_k_img(self.k_img(context_img)))
         v_img = self.heads(self.v_img(context_img))
-        img_x = attention(q, k_img, v_img, self.policy.attention)
+        img_x = attention(q, k_img, v_img, self.policy.attention, name="attention_img")
         x = attention(q, k, v, self.policy.attention)
-        return self.o(x.flatten(2) + img_x.flatten(2))
+        with scope(x, "merge_img"):
+            x = x + img_x
+        return self.o(x)
 
 
-def norm_modulate(norm: nn.Module, x, shift, scale, policy: PrecisionPolicy) -> torch.Tensor:
+def norm_modulate(norm: nn.Module, x, shift, scale, policy: PrecisionPolicy, name: str) -> torch.Tensor:
     """`norm(x) * (1 + scale) + shift` in fp32; diffusers normalises x.float() and casts the result back
     to the stream dtype, the official code normalises x and then calls .float()."""
-    if policy.stream is not None:
-        return (norm(x.float()) * (1 + scale) + shift).to(policy.stream)
-    return norm(x).float() * (1 + scale) + shift
+    with scope(x, name):
+        if policy.stream is not None:
+            return (norm(x.float()) * (1 + scale) + shift).to(policy.stream)
+        return norm(x).float() * (1 + scale) + shift
 
 
-def gated_residual(x, y, gate, policy: PrecisionPolicy) -> torch.Tensor:
+def gated_residual(x, y, gate, policy: PrecisionPolicy, name: str) -> torch.Tensor:
     """`x + y * gate` (fp32 gate): diffusers in fp32 then back to the stream dtype, upstream by promotion."""
-    if policy.stream is not None:
-        return (x.float() + y * gate).to(policy.stream)
-    return x + y * gate
+    with scope(x, name):
+        if policy.stream is not None:
+            return (x.float() + y * gate).to(policy.stream)
+        return x + y * gate
 
 
 class WanAttentionBlock(nn.Module):
@@ -190,14 +199,17 @@ class WanAttentionBlock(nn.Module):
 
     def forward(self, x, e0, freqs, context):
         p = self.policy
-        shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
-            self.modulation + e0.float()
-        ).chunk(6, dim=1)
-        y = self.self_attn(norm_modulate(self.norm1, x, shift_msa, scale_msa, p), freqs)
-        x = gated_residual(x, y, gate_msa, p)
-        x = x + self.cross_attn(self.norm3(x), context)
-        y = self.ffn(norm_modulate(self.norm2, x, shift_ffn, scale_ffn, p))
-        return gated_residual(x, y, gate_ffn, p)
+        with scope(x, "modulation"):
+            shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+                self.modulation + e0.float()
+            ).chunk(6, dim=1)
+        y = self.self_attn(norm_modulate(self.norm1, x, shift_msa, scale_msa, p, "modulate_msa"), freqs)
+        x = gated_residual(x, y, gate_msa, p, "gate_msa")
+        y = self.cross_attn(self.norm3(x), context)
+        with scope(x, "residual_cross"):
+            x = x + y
+        y = self.ffn(norm_modulate(self.norm2, x, shift_ffn, scale_ffn, p, "modulate_ffn"))
+        return gated_residual(x, y, gate_ffn, p, "gate_ffn")
 
 
 class Head(nn.Module):
@@ -209,8 +221,9 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.empty(1, 2, config.dim))
 
     def forward(self, x, e):
-        shift, scale = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
-        return self.head(norm_modulate(self.norm, x, shift, scale, self.policy))
+        with scope(x, "modulation"):
+            shift, scale = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
+        return self.head(norm_modulate(self.norm, x, shift, scale, self.policy, "modulate"))
 
 
 class MLPProj(nn.Module):
@@ -231,7 +244,8 @@ class MLPProj(nn.Module):
 
     def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "emb_pos"):  # FLF2V: first and last frame features side by side
-            image_embeds = image_embeds.view(-1, self.image_tokens, CLIP_DIM) + self.emb_pos
+            with scope(image_embeds, "pos"):
+                image_embeds = image_embeds.view(-1, self.image_tokens, CLIP_DIM) + self.emb_pos
         return self.proj(image_embeds)
 
 
@@ -294,20 +308,26 @@ class WanModel(nn.Module):
         if cfg.model_type != "t2v" and (clip_fea is None or y is None):
             raise ValueError(f"{cfg.model_type} model needs clip_fea and y")
         if y is not None:
-            x = torch.cat([x, y], dim=1)
+            with scope(x, "condition"):
+                x = torch.cat([x, y], dim=1)
         x = self.patch_embedding(x)
         f, h, w = x.shape[2], x.shape[3], x.shape[4]
-        # upstream pads to seq_len with a cat, which also makes the tokens contiguous
-        x = x.flatten(2).transpose(1, 2).contiguous()
-        freqs = self.rope_freqs(f, h, w)
+        with scope(x, "patchify"):
+            # upstream pads to seq_len with a cat, which also makes the tokens contiguous
+            x = x.flatten(2).transpose(1, 2).contiguous()
+        with scope(x, "rope"):
+            freqs = self.rope_freqs(f, h, w)
 
         e = self.time_embedding(sinusoidal_embedding(t, self.time_freqs))
-        e = self.stream(e)
+        with scope(e, "time_cast"):
+            e = self.stream(e)
         e0 = self.time_projection(e).unflatten(1, (6, cfg.dim))
 
         context = self.text_embedding(context)
         if clip_fea is not None:
-            context = torch.cat([self.img_emb(clip_fea), context], dim=1)
+            image_context = self.img_emb(clip_fea)
+            with scope(context, "context"):
+                context = torch.cat([image_context, context], dim=1)
 
         for block in self.blocks:
             x = block(x, e0, freqs, context)
@@ -317,9 +337,10 @@ class WanModel(nn.Module):
     def unpatchify(self, x, f, h, w) -> torch.Tensor:
         """[B, f*h*w, C*pt*ph*pw] -> [B, C, f*pt, h*ph, w*pw] (upstream einsum 'fhwpqrc->cfphqwr')."""
         pt, ph, pw = self.config.patch_size
-        x = x.unflatten(1, (f, h, w)).unflatten(-1, (pt, ph, pw, self.config.out_dim))
-        x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        with scope(x, "unpatchify"):
+            x = x.unflatten(1, (f, h, w)).unflatten(-1, (pt, ph, pw, self.config.out_dim))
+            x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
+            return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
 
 def rope_table(config: WanConfig) -> torch.Tensor:
