@@ -1,4 +1,10 @@
-"""The rule book: one small cost rule per op family (installed as `wantrace.rules`).
+"""The rule book: one small cost rule per op family, registered by the op it costs (installed as
+`wantrace.rules`). Rules turn an `OpCall` (shapes and dtypes of one graph node) into a `Cost`: FLOPs in
+two conventions (`torch`, as FlopCounterMode counts; `full`, every op with the constants of
+`FULL_CONSTANTS`) and bytes read and written by an unfused eager kernel. They import neither the model
+(`wan_reference`) nor the machinery (`wantrace`); docs/conventions.md documents every constant."""
 
-Rules turn a graph node's shapes and dtypes into FLOPs and bytes; they import neither the model
-(`wan_reference`) nor the machinery (`wantrace`)."""
+from . import activations, attention, conv, elementwise, matmul, memory, norms, views  # noqa: F401  (register)
+from .base import FULL_CONSTANTS, METADATA, RULES, Cost, OpCall, Rule, TensorSpec, lookup, rule
+
+__all__ = ["FULL_CONSTANTS", "METADATA", "RULES", "Cost", "OpCall", "Rule", "TensorSpec", "lookup", "rule"]

@@ -87,6 +87,8 @@ def make_inputs(
     gen = None if device.type == "meta" else torch.Generator(device=device).manual_seed(seed)
 
     def randn(shape, dtype):
+        if gen is None:  # meta: no values (and randn on meta would pull in torch._dynamo)
+            return torch.empty(shape, device=device, dtype=dtype)
         return torch.randn(shape, generator=gen, device=device).to(dtype)
 
     channels = config.out_dim

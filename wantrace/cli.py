@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -14,8 +15,10 @@ from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError,
 
 from . import __version__
 from .inventory import inventory_from_file
+from .trace import UnknownOpError
+from .workload import PRESETS, WorkloadError
 
-USER_ERRORS = (ConfigError, GeometryError, CheckpointError, FileNotFoundError)
+USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, FileNotFoundError)
 
 
 def one_line_errors(fn):
@@ -102,6 +105,65 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
     console.print(weights)
     if checkpoint:
         console.print(f"[green]checkpoint {checkpoint}: every name and shape matches[/]")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="config.json of a checkpoint (official WanModel or diffusers format).")
+@click.option("--workload", default="ci-tiny", show_default=True, type=click.Choice(list(PRESETS)),
+              help="Workload preset; the options below override its fields.")
+@click.option("--frames", type=int, help="Video frames (4n+1).")
+@click.option("--height", type=int, help="Height in pixels (multiple of 16).")
+@click.option("--width", type=int, help="Width in pixels (multiple of 16).")
+@click.option("--steps", type=int, help="Denoising steps.")
+@click.option("--cfg/--no-cfg", default=None, help="Classifier-free guidance: two forwards per step.")
+@click.option("--batch", type=int, help="Videos per forward.")
+@click.option("--precision", type=click.Choice(list(POLICIES)), help="Precision policy (preset default: bf16).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write report.json and summary.md here (default: a new folder under runs/).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: tree and totals on the terminal; json: the report on stdout.")
+@click.option("--depth", type=int, default=3, show_default=True, help="Tree depth shown.")
+@click.option("--expand-blocks", is_flag=True, help="Show every block instead of one blocks.0-N row.")
+@click.option("--strict", is_flag=True, help="An op the rule book cannot cost is an error.")
+@click.option("--full-trace", is_flag=True, help="Trace every block instead of tracing two and replicating.")
+@one_line_errors
+def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
+            expand_blocks, strict, full_trace):
+    """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module."""
+    from .analysis import analyze as run_analysis
+    from .render import print_tree, summary_markdown
+    from .report import write_atomic
+
+    overrides = dict(frames=frames, height=height, width=width, steps=steps, cfg=cfg, batch=batch,
+                     precision=precision)
+    report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, **overrides)
+    command = " ".join(["wantrace analyze", f"--config {config_path}", f"--workload {workload}"] + [
+        (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k} {v}"
+        for k, v in overrides.items() if v is not None
+    ])
+    if fmt == "json":
+        click.echo(report.to_json(), nl=False)
+        if out_dir is None:
+            return
+    out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), report.workload["id"])
+    write_atomic(out / "report.json", report.to_json())
+    write_atomic(out / "summary.md", summary_markdown(report, command))
+    if fmt == "table":
+        console = Console()
+        print_tree(report, console, depth=depth, expand_blocks=expand_blocks)
+        console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
+
+
+def new_run_dir(config_path: Path, workload_id: str) -> Path:
+    """runs/<model>-<workload>[-n]: a fresh folder per run, never overwriting an earlier one."""
+    stem = config_path.parent.name or config_path.stem
+    base = Path("runs") / f"{stem}-{workload_id}".replace("=", "").replace("+", "-")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

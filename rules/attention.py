@@ -1,0 +1,26 @@
+"""Attention, costed at the call: never through its decomposition, and with flash-attention bytes."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from .base import FULL_CONSTANTS, Cost, OpCall, rule
+
+
+@rule(F.scaled_dot_product_attention, family="attention")
+def sdpa(call: OpCall):
+    """q [B, H, Sq, D], k [B, H, Sk, D], v [B, H, Sk, Dv]:
+    torch 2·B·H·Sq·Sk·D (QKᵀ) + 2·B·H·Sq·Sk·Dv (PV), no causal discount (FlopCounterMode's sdpa_flop_count);
+    full adds softmax at 5 per score. Bytes follow the flash-attention model: Q, K, V read once, O written
+    once, no Sq x Sk score tensor."""
+    q, k, v = call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value")
+    if call.arg(4, "dropout_p", 0.0) or call.arg(3, "attn_mask") is not None:
+        raise NotImplementedError("masked or dropout attention")
+    *batch, sq, d = q.shape
+    sk, dv = k.shape[-2], v.shape[-1]
+    scores = sq * sk
+    for n in batch:
+        scores *= n
+    torch_flops = 2 * scores * d + 2 * scores * dv
+    full = torch_flops + FULL_CONSTANTS["softmax_per_score"] * scores
+    return Cost(torch_flops, full, q.nbytes + k.nbytes + v.nbytes, call.bytes_written)

@@ -1,0 +1,44 @@
+"""Elementwise arithmetic (modulation, gates, residuals, RMSNorm pieces), RoPE's complex multiply,
+transcendentals and reductions. torch counts 0 for all of them."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .base import FULL_CONSTANTS, OpCall, moved, rule
+
+_ARITH = [operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
+          torch.div, "Tensor.add", "Tensor.sub", "Tensor.mul", "Tensor.div"]
+_MULTIPLICATIVE = {"mul", "truediv", "div"}
+
+
+@rule(*_ARITH, family="elementwise")
+def arithmetic(call: OpCall):
+    """One FLOP per output element; on complex tensors (RoPE) a multiply is 6 real FLOPs
+    (4 mul + 2 add) and an add 2."""
+    per = FULL_CONSTANTS["elementwise"]
+    if call.out.is_complex:
+        per = FULL_CONSTANTS["complex_mul" if call.name in _MULTIPLICATIVE else "complex_add"]
+    return moved(call, 0, per * call.out.numel)
+
+
+@rule(operator.neg, torch.neg, "Tensor.neg", torch.pow, "Tensor.pow", operator.pow, torch.rsqrt,
+      "Tensor.rsqrt", torch.sqrt, "Tensor.sqrt", torch.exp, "Tensor.exp", torch.sin, "Tensor.sin", torch.cos,
+      "Tensor.cos", torch.tanh, "Tensor.tanh", torch.sigmoid, "Tensor.sigmoid", family="elementwise")
+def unary(call: OpCall):
+    """Negation, powers and transcendentals (a MUFU op on the GPU): one per output element."""
+    return moved(call, 0, FULL_CONSTANTS["elementwise"] * call.out.numel)
+
+
+@rule(torch.outer, "Tensor.outer", family="elementwise")
+def outer(call: OpCall):
+    """a ⊗ b: one multiply per output element (the sinusoidal time embedding's angles)."""
+    return moved(call, 0, FULL_CONSTANTS["elementwise"] * call.out.numel)
+
+
+@rule(torch.mean, "Tensor.mean", torch.sum, "Tensor.sum", family="reduction")
+def reduction(call: OpCall):
+    """sum / mean over some dims: one add per input element."""
+    return moved(call, 0, FULL_CONSTANTS["reduction"] * call.args[0].numel)

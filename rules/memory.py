@@ -1,0 +1,33 @@
+"""Data movement: casts, copies, concatenation, padding, and reshapes that cannot be views.
+Zero FLOPs; bytes read and written. When the result aliases its input (a cast to the same dtype, a
+reshape of a contiguous tensor) nothing moves and the op is metadata."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import METADATA, Cost, OpCall, moved, rule
+
+
+@rule("Tensor.to", "Tensor.float", "Tensor.double", "Tensor.half", "Tensor.bfloat16", "Tensor.type",
+      "Tensor.type_as", family="cast")
+def cast(call: OpCall):
+    """A dtype conversion: reads the input in its dtype, writes it in the new one; free when a no-op."""
+    if call.aliases_input:
+        return METADATA
+    source = call.args[0]  # in x.type_as(other) or x.to(other), `other` only lends its dtype
+    return Cost(0, 0, source.nbytes, call.bytes_written)
+
+
+@rule("Tensor.contiguous", "Tensor.clone", torch.clone, "Tensor.reshape", torch.reshape, "Tensor.flatten",
+      torch.flatten, family="memory")
+def copy_unless_view(call: OpCall):
+    """A copy when the layout forces one (e.g. flattening a permuted tensor), else a view."""
+    return METADATA if call.aliases_input else moved(call)
+
+
+@rule(torch.cat, torch.concat, torch.stack, F.pad, family="memory")
+def concatenate(call: OpCall):
+    """cat / stack / pad: every input read once, the result written once."""
+    return moved(call)

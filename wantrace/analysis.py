@@ -1,0 +1,247 @@
+"""analyze(config, workload) -> Report: trace, cost, roll up by module path, scale to step and generation."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from wan_reference import WanConfig, get_policy
+from wan_reference.config import read_config
+
+from . import __version__
+from .categories import CATEGORIES, category_of
+from .metrics import ZERO, Metrics
+from .report import SCHEMA_VERSION, ModuleRow, Report
+from .rules import FULL_CONSTANTS
+from .trace import ROOT, NodeCost, replicate_blocks, trace_model
+from .workload import Workload, resolve
+
+CONVENTIONS = {
+    "torch": "what torch.utils.flop_counter.FlopCounterMode counts: 2 FLOPs per multiply-add in matmuls, "
+             "convolutions and attention (QK^T and PV, no causal discount, biases ignored); everything else 0",
+    "full": "every op with the rule book's per-element constants (docs/conventions.md): matmul and attention as "
+            "in `torch` plus bias adds and softmax, norms, activations, elementwise arithmetic, complex "
+            "multiplies (6 per element), transcendentals and reductions",
+    "bytes": "unfused eager kernels: each op reads its inputs and writes its outputs in their dtypes; views and "
+             "no-op casts move nothing; attention follows flash-attention (Q, K, V read, O written)",
+    "constants": FULL_CONSTANTS,
+}
+
+
+def analyze(
+    config: WanConfig | str | Path,
+    workload: str | Workload = "ci-tiny",
+    *,
+    strict: bool = False,
+    replicate: bool = True,
+    **overrides,
+) -> Report:
+    """Cost one Wan2.1 generation. `config` is a WanConfig or a config.json path; `workload` a preset name
+    (with overrides such as frames=33, cfg=False, precision="wan-official") or a resolved Workload.
+    `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
+    full trace, faster."""
+    source = {"config": None, "config_sha256": None, "format": "official"}
+    if not isinstance(config, WanConfig):
+        path = Path(config)
+        config, fmt = read_config(path)
+        source = {"config": str(config_path_display(path)), "config_sha256": hashlib.sha256(path.read_bytes())
+                  .hexdigest(), "format": fmt}
+    if isinstance(workload, Workload):
+        workload, geo = resolve_resolved(workload, config)
+    else:
+        workload, geo = resolve(workload, config, **overrides)
+    policy = get_policy(workload.precision)
+
+    traced_layers = min(config.num_layers, 2) if replicate else config.num_layers
+    traced_config = dataclasses.replace(config, num_layers=traced_layers)
+    trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
+    records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
+
+    from wan_reference import build_model
+
+    full_model = build_model(config, policy)  # parameters of every block, free on meta
+    modules = roll_up(records, full_model)
+    forward = modules[0].inclusive
+    step = forward.times(workload.forwards_per_step)
+    params = modules[0].params
+    param_bytes = modules[0].param_bytes
+    return Report(
+        schema_version=SCHEMA_VERSION,
+        tool={"name": "wantrace", "version": __version__, "torch": torch.__version__.split("+")[0]},
+        model={
+            **source,
+            "variant": config.model_type,
+            "dims": config.to_dict(),
+            "params": params,
+            "param_bytes": param_bytes,
+        },
+        workload=workload.to_dict(),
+        geometry={
+            "latent": list(geo.latent),
+            "grid": list(geo.grid),
+            "tokens": geo.tokens,
+            "text_tokens": config.text_len,
+            "image_tokens": config.image_tokens,
+        },
+        conventions=CONVENTIONS,
+        modules=modules,
+        categories=categorize(records),
+        totals={
+            "forward": forward,
+            "step": step,
+            "generation": step.times(workload.steps),
+            "forwards_per_step": workload.forwards_per_step,
+            "forwards_per_generation": workload.forwards_per_step * workload.steps,
+            "params": params,
+            "param_bytes": param_bytes,
+            "activation_bytes": trace.peak_activation_bytes,
+        },
+        ledger=ledger(records),
+        traced_blocks=traced_layers,
+    )
+
+
+def config_path_display(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def resolve_resolved(workload: Workload, config: WanConfig):
+    base_overrides = {k: getattr(workload, k) for k in ("frames", "height", "width", "batch", "steps", "cfg",
+                                                         "precision")}
+    resolved, geo = resolve("ci-tiny", config, **base_overrides)
+    return dataclasses.replace(resolved, id=workload.id), geo
+
+
+def roll_up(records: list[NodeCost], model: torch.nn.Module) -> list[ModuleRow]:
+    """One row per module path and functional scope; inclusive = exclusive + children, exactly."""
+    exclusive: dict[str, Metrics] = {}
+    first_seen: dict[str, int] = {}
+    calls: Counter[str] = Counter()
+    output_bytes: Counter[str] = Counter()
+    # A call of a module (or scope) is a run of consecutive nodes under one call key; what the call returns
+    # is the result of the run's last node.
+    last: dict[str, NodeCost] = {}
+
+    def close(key: str) -> None:
+        output_bytes[_path_of(key)] += last.pop(key).output_bytes
+
+    previous: tuple[str, ...] = ()
+    for r in records:
+        exclusive[r.module] = exclusive.get(r.module, ZERO) + metrics_of(r)
+        first_seen.setdefault(r.module, r.index)
+        current = set(r.stack)
+        for key in previous:
+            if key not in current:
+                close(key)
+        for key in r.stack:
+            if key not in last:
+                calls[_path_of(key)] += 1
+                first_seen.setdefault(_path_of(key), r.index)
+            last[key] = r
+        previous = r.stack
+    for key in list(last):
+        close(key)
+    output_bytes[ROOT] = records[-1].output_bytes  # the graph's output node
+
+    types: dict[str, str] = {}
+    params: dict[str, tuple[int, int]] = {}
+    for name, p in model.named_parameters():
+        owner = name.rpartition(".")[0] or ROOT
+        n, b = params.get(owner, (0, 0))
+        params[owner] = (n + p.numel(), b + p.numel() * p.element_size())
+    for name, module in model.named_modules():
+        types[name or ROOT] = type(module).__name__
+    ids = set(types) | set(exclusive) | set(first_seen)
+    children: dict[str, list[str]] = {i: [] for i in ids}
+    registration = {name or ROOT: i for i, (name, _) in enumerate(model.named_modules())}
+    for i in ids:
+        if i != ROOT:
+            children[_parent(i, ids)].append(i)
+    for kids in children.values():
+        kids.sort(key=lambda k: (first_seen.get(k, 1 << 62), registration.get(k, 1 << 62), k))
+
+    rows: list[ModuleRow] = []
+
+    def visit(i: str, parent: str | None) -> ModuleRow:
+        row = ModuleRow(
+            id=i,
+            parent=parent,
+            type=types.get(i, "scope"),
+            category="",
+            calls=calls.get(i, 0) if i != ROOT else 1,
+            params=params.get(i, (0, 0))[0],
+            param_bytes=params.get(i, (0, 0))[1],
+            exclusive=exclusive.get(i, ZERO),
+            inclusive=exclusive.get(i, ZERO),
+            output_bytes=output_bytes.get(i, 0),
+            children=list(children[i]),
+        )
+        rows.append(row)
+        for kid in children[i]:
+            child = visit(kid, i)
+            row.inclusive = row.inclusive + child.inclusive
+            row.params += child.params
+            row.param_bytes += child.param_bytes
+        row.category = category_of(i) if not row.children else "mixed"
+        return row
+
+    visit(ROOT, None)
+    return rows
+
+
+def metrics_of(r: NodeCost) -> Metrics:
+    return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written)
+
+
+def _path_of(key: str) -> str:
+    return key.split("#scope")[0].split("@")[0]
+
+
+def _parent(i: str, ids: set[str]) -> str:
+    head = i
+    while "." in head:
+        head = head.rpartition(".")[0]
+        if head in ids:
+            return head
+    return ROOT
+
+
+def categorize(records: list[NodeCost]) -> dict[str, Metrics]:
+    totals = {c: ZERO for c in CATEGORIES}
+    for r in records:
+        if r.kind == "costed":
+            c = category_of(r.module, r.family)
+            totals[c] = totals[c] + metrics_of(r)
+    return totals
+
+
+def ledger(records: list[NodeCost]) -> dict:
+    zero: Counter[str] = Counter()
+    structural: Counter[str] = Counter()
+    unknown: dict[tuple[str, str, str], list[int]] = {}
+    for r in records:
+        if r.kind == "metadata":
+            zero[r.name] += 1
+        elif r.kind == "structural":
+            structural[r.op] += 1
+        elif r.kind == "unknown":
+            entry = unknown.setdefault((r.name, r.module, r.note), [0, 0])
+            entry[0] += 1
+            entry[1] += r.output_bytes
+    return {
+        "nodes": len(records),
+        "costed": sum(r.kind == "costed" for r in records),
+        "unknown": [
+            {"op": op, "module": module, "count": n, "output_bytes": b, "note": note}
+            for (op, module, note), (n, b) in sorted(unknown.items())
+        ],
+        "zero_cost": dict(sorted(zero.items())),
+        "structural": dict(sorted(structural.items())),
+    }

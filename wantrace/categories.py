@@ -1,0 +1,44 @@
+"""Every costed node falls in exactly one category: casts by what they do, everything else by where it runs."""
+
+from __future__ import annotations
+
+import re
+
+CATEGORIES = (
+    "self-attention core",
+    "cross-attention core",
+    "attention projections",
+    "FFN",
+    "norms",
+    "modulation & gates",
+    "RoPE",
+    "embeddings",
+    "head & unpatchify",
+    "dtype casts",
+    "other",
+)
+
+_B = r"blocks\.\d+\."
+_PATTERNS = [
+    ("self-attention core", rf"{_B}self_attn\.attention"),
+    ("cross-attention core", rf"{_B}cross_attn\.(attention|attention_img|merge_img)"),
+    ("attention projections", rf"{_B}(self_attn|cross_attn)\.(q|k|v|o|k_img|v_img)"),
+    ("FFN", rf"{_B}ffn(\.\d+)?"),
+    ("norms", rf"{_B}(norm1|norm2|norm3|(self_attn|cross_attn)\.norm_(q|k|k_img))|head\.norm"),
+    ("modulation & gates", rf"{_B}(modulation|modulate_msa|modulate_ffn|gate_msa|gate_ffn)|head\.(modulation|modulate)"),
+    ("RoPE", rf"rope|{_B}self_attn\.rope"),
+    ("embeddings", r"condition|patch_embedding|patchify|sinusoid|time_cast|context"
+                   r"|(time_embedding|time_projection|text_embedding)(\.\d+)?|img_emb(\..+)?"),
+    ("head & unpatchify", r"head\.head|unpatchify"),
+]
+_COMPILED = [(category, re.compile(rf"^(?:{pattern})$")) for category, pattern in _PATTERNS]
+
+
+def category_of(module_id: str, family: str = "") -> str:
+    """The category of a node that ran in `module_id` and was costed by a rule of `family`."""
+    if family == "cast":
+        return "dtype casts"
+    for category, pattern in _COMPILED:
+        if pattern.match(module_id):
+            return category
+    return "other"

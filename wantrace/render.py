@@ -1,0 +1,160 @@
+"""Terminal and markdown views of a Report: a rich tree of the hierarchy with hotspots, and summary.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from .metrics import ZERO, Metrics
+from .report import ModuleRow, Report
+from .units import flops, intensity, nbytes, percent
+
+HOT, WARM = 0.10, 0.03  # share of forward FLOPs (full convention) that marks a hotspot
+
+
+@dataclass
+class ViewNode:
+    label: str
+    metrics: Metrics
+    category: str
+    children: list[ViewNode] = field(default_factory=list)
+    params: int = 0
+
+
+def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
+    """The module hierarchy; unless expanded, the N identical blocks become one `blocks.0-{N-1} xN` node whose
+    children are roles summed over the blocks."""
+    rows = {row.id: row for row in report.modules}
+
+    def build(row: ModuleRow) -> ViewNode:
+        if row.id == "blocks" and not expand_blocks and row.children:
+            return collapsed_blocks(row)
+        node = ViewNode(row.id, row.inclusive, row.category, params=row.params)
+        node.children = [build(rows[c]) for c in row.children]
+        return node
+
+    def collapsed_blocks(blocks: ModuleRow) -> ViewNode:
+        n = len(blocks.children)
+        group = ViewNode(f"blocks.0-{n - 1} x{n}", ZERO, "mixed")
+        roles: dict[str, ViewNode] = {}
+
+        def add(row: ModuleRow, parent: ViewNode, prefix_len: int) -> None:
+            for cid in row.children:
+                child = rows[cid]
+                role = cid[prefix_len:]
+                key = f"{id(parent)}:{role}"
+                node = roles.get(key)
+                if node is None:
+                    node = roles[key] = ViewNode(role, ZERO, child.category)
+                    parent.children.append(node)
+                node.metrics = node.metrics + child.inclusive
+                node.params += child.params
+                add(child, node, prefix_len)
+
+        for bid in blocks.children:
+            block = rows[bid]
+            group.metrics = group.metrics + block.inclusive
+            group.params += block.params
+            add(block, group, len(bid) + 1)
+        return group
+
+    return build(rows["model"])
+
+
+def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: bool = False) -> None:
+    """The hierarchy as a table with tree guides; rows over 10% of forward FLOPs (full) in red, over 3% in
+    yellow."""
+    total = report.forward
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("module")
+    table.add_column("FLOPs torch", justify="right")
+    table.add_column("FLOPs full", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("bytes", justify="right")
+    table.add_column("FLOP/B", justify="right")
+    table.add_column("category")
+
+    def add(node: ViewNode, prefix: str, guide: str, level: int) -> None:
+        m = node.metrics
+        share = m.flops_full / total.flops_full if total.flops_full else 0.0
+        style = "bold red" if share >= HOT else "yellow" if share >= WARM else ""
+        table.add_row(
+            prefix + guide + node.label, flops(m.flops_torch), flops(m.flops_full),
+            percent(m.flops_full, total.flops_full), nbytes(m.bytes), intensity(m.flops_full, m.bytes),
+            node.category, style=style,
+        )
+        if level >= depth:
+            return
+        inner = prefix + ("" if not guide else "   " if guide == "└─ " else "│  ")
+        for i, child in enumerate(node.children):
+            add(child, inner, "└─ " if i == len(node.children) - 1 else "├─ ", level + 1)
+
+    add(view_tree(report, expand_blocks), "", "", 0)
+    console.print(table)
+    console.print(totals_panel(report))
+
+
+def totals_panel(report: Report) -> Panel:
+    t = report.totals
+    w = report.workload
+    table = Table.grid(padding=(0, 2))
+    for column in ("", "FLOPs (torch)", "FLOPs (full)", "bytes"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row("[bold]", "[bold]FLOPs (torch)", "[bold]FLOPs (full)", "[bold]bytes")
+    for key, name in (("forward", "per forward"), ("step", f"per step (x{t['forwards_per_step']})"),
+                      ("generation", f"per generation (x{t['forwards_per_generation']})")):
+        m = t[key]
+        table.add_row(name, flops(m.flops_torch), flops(m.flops_full), nbytes(m.bytes))
+    g = report.geometry
+    header = (
+        f"{report.model['variant']} · {w['id']} · {w['frames']} frames {w['width']}x{w['height']} · batch {w['batch']} · "
+        f"{w['steps']} steps · CFG {'on' if w['cfg'] else 'off'} · {w['precision']} · {g['tokens']:,} tokens"
+    )
+    unknown = sum(u["count"] for u in report.ledger["unknown"])
+    footer = (
+        f"params {t['params']:,} ({nbytes(t['param_bytes'])}) · peak activations {nbytes(t['activation_bytes'])}"
+        f" · {report.ledger['costed']:,} costed nodes" + (f" · [red]{unknown} unknown ops[/]" if unknown else "")
+    )
+    grid = Table.grid()
+    grid.add_row(header)
+    grid.add_row(table)
+    grid.add_row(footer)
+    return Panel(grid, title="totals", expand=False)
+
+
+def summary_markdown(report: Report, command: str) -> str:
+    t = report.totals
+    f = report.forward
+    lines = [
+        f"`{command}`",
+        "",
+        f"# wantrace: Wan2.1 {report.model['variant']} at {report.workload['id']}",
+        "",
+        f"- config: `{report.model['config']}` (sha256 `{(report.model['config_sha256'] or '')[:12]}`)",
+        f"- tokens {report.geometry['tokens']:,} (grid {report.geometry['grid']}), text {report.geometry['text_tokens']}"
+        f", image {report.geometry['image_tokens']}; precision `{report.workload['precision']}`",
+        f"- params {t['params']:,} ({nbytes(t['param_bytes'])}); peak activations {nbytes(t['activation_bytes'])}",
+        "",
+        "| | FLOPs (torch) | FLOPs (full) | bytes |",
+        "|---|---:|---:|---:|",
+    ]
+    for key in ("forward", "step", "generation"):
+        m = t[key]
+        lines.append(f"| per {key} | {m.flops_torch:,} | {m.flops_full:,} | {m.bytes:,} |")
+    lines += ["", "## Categories (one forward)", "", "| category | FLOPs (torch) | share | FLOPs (full) | share | bytes "
+              "| share |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m in sorted(report.categories.items(), key=lambda kv: (-kv[1].flops_full, kv[0])):
+        lines.append(
+            f"| {name} | {flops(m.flops_torch)} | {percent(m.flops_torch, f.flops_torch)} | {flops(m.flops_full)} | "
+            f"{percent(m.flops_full, f.flops_full)} | {nbytes(m.bytes)} | {percent(m.bytes, f.bytes)} |"
+        )
+    unknown = report.ledger["unknown"]
+    lines += ["", "## Ledger", "", f"{report.ledger['nodes']:,} graph nodes: {report.ledger['costed']:,} costed, "
+              f"{sum(report.ledger['zero_cost'].values()):,} zero-cost metadata, "
+              f"{sum(report.ledger['structural'].values()):,} structural, {sum(u['count'] for u in unknown)} unknown."]
+    for u in unknown:
+        lines.append(f"- unknown `{u['op']}` in `{u['module']}` x{u['count']}: {u['note']}")
+    return "\n".join(lines) + "\n"

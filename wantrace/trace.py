@@ -1,0 +1,221 @@
+"""FX-trace the wan_reference model on meta and cost every graph node with the rule book.
+
+The result is a flat list of `NodeCost`s in execution order, each knowing the module path (official ids,
+plus the model's named functional scopes) it ran in."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch.fx.node import map_aggregate
+
+from wan_reference import WanConfig, build_model, make_inputs
+from wan_reference.precision import PrecisionPolicy
+
+from . import rules
+from .rules import Cost, OpCall, TensorSpec
+
+ROOT = "model"
+STRUCTURAL = ("placeholder", "get_attr", "output")
+
+
+class WanTracer(torch.fx.Tracer):
+    """Traces through every module (nothing is a leaf), so each Linear is an F.linear node under its own
+    module path, and proxies buffers so the RoPE tables are graph inputs rather than constants."""
+
+    proxy_buffer_attributes = True
+
+    def is_leaf_module(self, m: torch.nn.Module, qualname: str) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    index: int
+    op: str  # the FX node kind: call_function, call_method, placeholder, get_attr, output
+    name: str  # the op's name, e.g. "linear", "to"
+    kind: str  # "costed", "metadata", "structural" or "unknown"
+    family: str  # the rule's family ("cast", "matmul", ...); "" when no rule applies
+    module: str  # innermost module or scope path; ROOT for the model itself
+    stack: tuple[str, ...]  # call keys, outermost first, unique per call
+    cost: Cost
+    output_bytes: int  # bytes of the node's result (what a module returning it hands back)
+    note: str = ""  # why a node is unknown
+
+
+def _spec(t: torch.Tensor) -> TensorSpec:
+    return TensorSpec(tuple(t.shape), t.dtype, tuple(t.stride()))
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.Tensor) else None)
+    return found
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    if node.op == "call_method":
+        return node.target
+    return getattr(node.target, "__name__", str(node.target))
+
+
+class CostInterpreter(torch.fx.Interpreter):
+    """Runs the graph on meta tensors and costs each node as it goes."""
+
+    def __init__(self, gm: torch.fx.GraphModule, strict: bool):
+        # keep every value alive: storage identities must stay unique for alias and liveness tracking
+        # (meta tensors cost no memory)
+        super().__init__(gm, garbage_collect_values=False)
+        self.strict = strict
+        self.records: list[NodeCost] = []
+        # liveness bookkeeping for the peak activation estimate
+        self._owner: dict[int, torch.fx.Node | None] = {}  # storage -> node that allocated it (None: weights)
+        self._group: dict[torch.fx.Node, torch.fx.Node | None] = {}
+        self._alloc: dict[torch.fx.Node, int] = {}
+
+    def call_function(self, target, args, kwargs):
+        result = super().call_function(target, args, kwargs)
+        if target is F.scaled_dot_product_attention:
+            # flash-attention layout: O is written as [B, Sq, H, Dv] and viewed as [B, H, Sq, Dv]
+            b, h, sq, dv = result.shape
+            result = torch.empty(b, sq, h, dv, dtype=result.dtype, device=result.device).transpose(1, 2)
+        return result
+
+    def run_node(self, node: torch.fx.Node):
+        with self._set_current_node(node):
+            args, kwargs = self.fetch_args_kwargs_from_env(node)
+            result = getattr(self, node.op)(node.target, args, kwargs)
+        record = self._cost(node, args, kwargs, result)
+        self.records.append(record)
+        self._track(node, result, record)
+        return result
+
+    def _track(self, node, result, record: NodeCost) -> None:
+        tensors = _tensors(result)
+        if node.op == "get_attr":
+            self._group[node] = None
+            self._owner.update({t.untyped_storage()._cdata: None for t in tensors})
+            return
+        new = [t for t in tensors if t.untyped_storage()._cdata not in self._owner]
+        old = [t for t in tensors if t.untyped_storage()._cdata in self._owner]
+        if new:
+            self._group[node] = node
+            self._alloc[node] = sum(_spec(t).nbytes for t in new)
+            self._owner.update({t.untyped_storage()._cdata: node for t in new})
+        elif old:
+            self._group[node] = self._owner[old[0].untyped_storage()._cdata]
+
+    def peak_activation_bytes(self) -> int:
+        """Most bytes of activations alive at once when the graph runs in order, each freed after its last
+        use (weights are not activations; a weight cast is)."""
+        order = {n: i for i, n in enumerate(self.module.graph.nodes)}
+        last_use: dict[torch.fx.Node, int] = {}
+        for node in self.module.graph.nodes:
+            owner = self._group.get(node)
+            if owner is None:
+                continue
+            end = max([order[node]] + [order[u] for u in node.users])
+            last_use[owner] = max(last_use.get(owner, 0), end)
+        frees: dict[int, int] = {}
+        for owner, end in last_use.items():
+            frees[end] = frees.get(end, 0) + self._alloc.get(owner, 0)
+        live = peak = 0
+        for node, i in order.items():
+            live += self._alloc.get(node, 0)
+            peak = max(peak, live)
+            live -= frees.get(i, 0)
+        return peak
+
+    def _cost(self, node, args, kwargs, result) -> NodeCost:
+        stack_meta = node.meta.get("nn_module_stack") or {}
+        stack = tuple(stack_meta.keys())
+        module = next(reversed(stack_meta.values()))[0] if stack_meta else ROOT
+        outputs = [_spec(t) for t in _tensors(result)]
+        output_bytes = sum(s.nbytes for s in outputs)
+        name = _op_name(node)
+        base = dict(index=len(self.records), op=node.op, name=name, module=module, stack=stack, output_bytes=output_bytes)
+        if node.op in STRUCTURAL:
+            return NodeCost(kind="structural", family="", cost=rules.METADATA, **base)
+        inputs = _tensors((args, kwargs))
+        if not inputs and not outputs:  # shape arithmetic on Python ints (f * h * w)
+            return NodeCost(kind="metadata", family="", cost=rules.METADATA, **{**base, "name": f"python {name}"})
+        rule = rules.lookup(node.op, node.target)
+        if rule is None:
+            return self._unknown(base, f"no rule for {name}")
+        storages = {t.untyped_storage()._cdata for t in inputs}
+        call = OpCall(
+            name=name,
+            args=map_aggregate(args, lambda v: _spec(v) if isinstance(v, torch.Tensor) else v),
+            kwargs=map_aggregate(kwargs, lambda v: _spec(v) if isinstance(v, torch.Tensor) else v),
+            outputs=tuple(outputs),
+            aliases_input=any(t.untyped_storage()._cdata in storages for t in _tensors(result)),
+        )
+        try:
+            cost = rule(call)
+        except NotImplementedError as exc:
+            return self._unknown(base, f"{rule.name}: {exc}")
+        return NodeCost(kind="metadata" if cost.metadata else "costed", family=rule.family, cost=cost, **base)
+
+    def _unknown(self, base: dict, note: str) -> NodeCost:
+        if self.strict:
+            raise UnknownOpError(f"{note} (in {base['module']}); --strict makes unknown ops errors")
+        return NodeCost(kind="unknown", family="", cost=Cost(), note=note, **base)
+
+
+class UnknownOpError(RuntimeError):
+    """An op the rule book cannot cost, under --strict."""
+
+
+@dataclass
+class Trace:
+    model: torch.nn.Module
+    records: list[NodeCost]
+    peak_activation_bytes: int
+
+
+def trace_model(config: WanConfig, policy: PrecisionPolicy, latent, batch: int, strict: bool = False) -> Trace:
+    """Build `config` on meta, FX-trace its forward and cost every node."""
+    model = build_model(config, policy)
+    inputs = make_inputs(config, latent, policy, batch=batch)
+    concrete = {name: None for name in ("clip_fea", "y") if name not in inputs}
+    tracer = WanTracer()
+    graph = tracer.trace(model, concrete_args=concrete)
+    gm = torch.fx.GraphModule(model, graph)
+    interpreter = CostInterpreter(gm, strict)
+    # placeholders follow forward's signature; concrete (None) arguments keep a placeholder on some versions
+    signature = ("x", "t", "context", "clip_fea", "y")
+    count = sum(n.op == "placeholder" for n in graph.nodes)
+    interpreter.run(*(inputs.get(name) for name in signature[:count]))
+    return Trace(model, interpreter.records, interpreter.peak_activation_bytes())
+
+
+def replicate_blocks(records: list[NodeCost], num_layers: int) -> list[NodeCost]:
+    """Records of a 2-block trace -> records of `num_layers` blocks. Block 0 is traced on its own (in the
+    official path it sees the bf16 stream; later blocks see fp32); block 1 stands for blocks 1..N-1, whose
+    graphs are identical. Each copy gets its own ids."""
+    if num_layers <= 2:
+        return records
+    prefix = "blocks.1"
+
+    def in_block1(r: NodeCost) -> bool:
+        return r.module == prefix or r.module.startswith(prefix + ".")
+
+    block1 = [r for r in records if in_block1(r)]
+    first = next(i for i, r in enumerate(records) if in_block1(r))
+    last = first + len(block1)
+    if records[first:last] != block1:
+        raise AssertionError("block 1's nodes are not contiguous")
+
+    def renamed(r: NodeCost, k: int) -> NodeCost:
+        swap = f"blocks.{k}"
+        stack = tuple(swap + key[len(prefix):] if key.startswith(prefix) and key[len(prefix):len(prefix) + 1] in
+                      ("", ".", "@", "#") else key for key in r.stack)
+        return dataclasses.replace(r, module=swap + r.module[len(prefix):], stack=stack)
+
+    copies = [renamed(r, k) for k in range(2, num_layers) for r in block1]
+    out = records[:last] + copies + records[last:]
+    return [dataclasses.replace(r, index=i) for i, r in enumerate(out)]

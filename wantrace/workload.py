@@ -1,0 +1,78 @@
+"""Workloads: what one generation is (frames, resolution, batch, steps, CFG, precision), as presets plus
+overrides. Pixel geometry is validated by wan_reference.geometry, the one place that knows it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from wan_reference import Geometry, WanConfig, geometry
+from wan_reference.precision import POLICIES
+
+
+class WorkloadError(ValueError):
+    """A workload that does not fit the model or makes no sense; one line."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str
+    frames: int
+    height: int
+    width: int
+    batch: int = 1
+    steps: int = 1
+    cfg: bool = False
+    precision: str = "bf16"
+    tasks: tuple[str, ...] = ("t2v", "i2v", "flf2v")  # model types the preset is meant for
+
+    @property
+    def forwards_per_step(self) -> int:
+        """CFG runs the DiT twice per step (cond, then uncond), each a separate forward, as upstream."""
+        return 2 if self.cfg else 1
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "tasks"}
+
+
+PRESETS = {
+    "ci-tiny": Workload("ci-tiny", frames=5, height=256, width=256, steps=1, cfg=False),
+    "t2v-480p": Workload("t2v-480p", 81, 480, 832, steps=50, cfg=True, tasks=("t2v",)),
+    "t2v-720p": Workload("t2v-720p", 81, 720, 1280, steps=50, cfg=True, tasks=("t2v",)),
+    "i2v-480p": Workload("i2v-480p", 81, 480, 832, steps=40, cfg=True, tasks=("i2v",)),
+    "i2v-720p": Workload("i2v-720p", 81, 720, 1280, steps=40, cfg=True, tasks=("i2v",)),
+    "flf2v-720p": Workload("flf2v-720p", 81, 720, 1280, steps=50, cfg=True, tasks=("flf2v",)),
+}
+
+_OVERRIDABLE = ("frames", "height", "width", "batch", "steps", "cfg", "precision")
+
+
+def resolve(preset: str, config: WanConfig, **overrides) -> tuple[Workload, Geometry]:
+    """A preset with overrides (None means keep), checked against the model; the id names the changes."""
+    if preset not in PRESETS:
+        raise WorkloadError(f"workload: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    if config.model_type not in base.tasks:
+        raise WorkloadError(
+            f"workload: preset {preset!r} is for {'/'.join(base.tasks)} models, but the config is "
+            f"{config.model_type}; use a {config.model_type} preset or ci-tiny"
+        )
+    changes = {k: v for k, v in overrides.items() if k in _OVERRIDABLE and v is not None and v != getattr(base, k)}
+    unknown = set(overrides) - set(_OVERRIDABLE)
+    if unknown:
+        raise TypeError(f"unknown workload fields: {sorted(unknown)}")
+    for name in ("batch", "steps"):
+        value = changes.get(name, getattr(base, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise WorkloadError(f"{name}: must be a positive integer, got {value!r}")
+    precision = changes.get("precision", base.precision)
+    if precision not in POLICIES:
+        raise WorkloadError(f"precision: unknown policy {precision!r}; choose one of {', '.join(POLICIES)}")
+    suffix = "".join(f"+{k}={_show(v)}" for k, v in changes.items())
+    workload = dataclasses.replace(base, id=preset + suffix, **changes)
+    geo = geometry(workload.frames, workload.height, workload.width, config.patch_size, config.rope_max_seq_len)
+    return workload, geo
+
+
+def _show(value) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
