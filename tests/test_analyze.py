@@ -18,7 +18,7 @@ SHIPPED = sorted(p.parent.name for p in MODELS.glob("*/config.json"))
 
 def closed_form(config, tokens: int, batch: int = 1) -> int:
     """Matmul + attention FLOPs of one forward at 2 per multiply-add, written out from the architecture."""
-    D, F, L, T, I = config.dim, config.ffn_dim, tokens, config.text_len, config.image_tokens
+    D, F, L, T, I = config.dim, config.ffn_dim, tokens, config.text_len, config.image_tokens  # noqa: E741
     per_block = (
         4 * 2 * L * D * D  # self q, k, v, o
         + 4 * L * L * D  # self-attention QK^T + PV
@@ -191,8 +191,9 @@ def test_monotonic_in_frames_and_resolution():
     by_size = [analyze(config, "t2v-480p", height=h, width=w).forward for h, w in ((256, 256), (480, 832),
                                                                                     (720, 1280))]
     for series in (by_frames, by_size):
-        for small, big in zip(series, series[1:]):
-            assert big.flops_torch > small.flops_torch and big.flops_full > small.flops_full and big.bytes > small.bytes
+        for small, big in zip(series, series[1:], strict=False):
+            assert big.flops_torch > small.flops_torch and big.flops_full > small.flops_full
+            assert big.bytes > small.bytes
 
 
 def test_self_attention_share_grows_with_tokens():

@@ -25,7 +25,8 @@ _PATTERNS = [
     ("attention projections", rf"{_B}(self_attn|cross_attn)\.(q|k|v|o|k_img|v_img)"),
     ("FFN", rf"{_B}ffn(\.\d+)?"),
     ("norms", rf"{_B}(norm1|norm2|norm3|(self_attn|cross_attn)\.norm_(q|k|k_img))|head\.norm"),
-    ("modulation & gates", rf"{_B}(modulation|modulate_msa|modulate_ffn|gate_msa|gate_ffn)|head\.(modulation|modulate)"),
+    ("modulation & gates",
+     rf"{_B}(modulation|modulate_msa|modulate_ffn|gate_msa|gate_ffn)|head\.(modulation|modulate)"),
     ("RoPE", rf"rope|{_B}self_attn\.rope"),
     ("embeddings", r"condition|patch_embedding|patchify|sinusoid|time_cast|context"
                    r"|(time_embedding|time_projection|text_embedding)(\.\d+)?|img_emb(\..+)?"),

@@ -110,8 +110,9 @@ def totals_panel(report: Report) -> Panel:
         table.add_row(name, flops(m.flops_torch), flops(m.flops_full), nbytes(m.bytes))
     g = report.geometry
     header = (
-        f"{report.model['variant']} · {w['id']} · {w['frames']} frames {w['width']}x{w['height']} · batch {w['batch']} · "
-        f"{w['steps']} steps · CFG {'on' if w['cfg'] else 'off'} · {w['precision']} · {g['tokens']:,} tokens"
+        f"{report.model['variant']} · {w['id']} · {w['frames']} frames {w['width']}x{w['height']} · "
+        f"batch {w['batch']} · {w['steps']} steps · CFG {'on' if w['cfg'] else 'off'} · {w['precision']} · "
+        f"{g['tokens']:,} tokens"
     )
     unknown = sum(u["count"] for u in report.ledger["unknown"])
     footer = (
@@ -134,8 +135,9 @@ def summary_markdown(report: Report, command: str) -> str:
         f"# wantrace: Wan2.1 {report.model['variant']} at {report.workload['id']}",
         "",
         f"- config: `{report.model['config']}` (sha256 `{(report.model['config_sha256'] or '')[:12]}`)",
-        f"- tokens {report.geometry['tokens']:,} (grid {report.geometry['grid']}), text {report.geometry['text_tokens']}"
-        f", image {report.geometry['image_tokens']}; precision `{report.workload['precision']}`",
+        f"- tokens {report.geometry['tokens']:,} (grid {report.geometry['grid']}), "
+        f"text {report.geometry['text_tokens']}, image {report.geometry['image_tokens']}; "
+        f"precision `{report.workload['precision']}`",
         f"- params {t['params']:,} ({nbytes(t['param_bytes'])}); peak activations {nbytes(t['activation_bytes'])}",
         "",
         "| | FLOPs (torch) | FLOPs (full) | bytes |",
@@ -144,8 +146,9 @@ def summary_markdown(report: Report, command: str) -> str:
     for key in ("forward", "step", "generation"):
         m = t[key]
         lines.append(f"| per {key} | {m.flops_torch:,} | {m.flops_full:,} | {m.bytes:,} |")
-    lines += ["", "## Categories (one forward)", "", "| category | FLOPs (torch) | share | FLOPs (full) | share | bytes "
-              "| share |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "## Categories (one forward)", "",
+              "| category | FLOPs (torch) | share | FLOPs (full) | share | bytes | share |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, m in sorted(report.categories.items(), key=lambda kv: (-kv[1].flops_full, kv[0])):
         lines.append(
             f"| {name} | {flops(m.flops_torch)} | {percent(m.flops_torch, f.flops_torch)} | {flops(m.flops_full)} | "

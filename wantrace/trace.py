@@ -137,7 +137,8 @@ class CostInterpreter(torch.fx.Interpreter):
         outputs = [_spec(t) for t in _tensors(result)]
         output_bytes = sum(s.nbytes for s in outputs)
         name = _op_name(node)
-        base = dict(index=len(self.records), op=node.op, name=name, module=module, stack=stack, output_bytes=output_bytes)
+        base = dict(index=len(self.records), op=node.op, name=name, module=module, stack=stack,
+                    output_bytes=output_bytes)
         if node.op in STRUCTURAL:
             return NodeCost(kind="structural", family="", cost=rules.METADATA, **base)
         inputs = _tensors((args, kwargs))
