@@ -10,6 +10,7 @@ from wan_reference import build_model, save_checkpoint
 from wantrace.cli import main
 
 from .conftest import MODELS, config_of
+from .test_analyze import closed_form
 
 T2V_14B = str(MODELS / "wan2.1-t2v-14b" / "config.json")
 
@@ -68,3 +69,55 @@ def test_checkpoint_check(tmp_path):
     bad = run("model", "--config", tiny, "--checkpoint", str(tmp_path / "bad.safetensors"))
     assert bad.exit_code == 2
     assert "missing keys: blocks.0.norm3.weight" in bad.output
+
+
+TINY = str(MODELS / "wan2.1-tiny-t2v" / "config.json")
+
+
+def test_analyze_writes_report_and_summary(tmp_path):
+    out = tmp_path / "run"
+    result = run("analyze", "--config", T2V_14B, "--workload", "ci-tiny", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["totals"]["forward"]["flops"]["torch"] == closed_form(config_of("wan2.1-t2v-14b"), 512)
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith(f"`wantrace analyze --config {T2V_14B} --workload ci-tiny`")
+    assert "blocks.0-39 x40" in result.output and "totals" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "summary.md"]  # no temp files left
+
+
+def test_analyze_json_to_stdout():
+    result = run("analyze", "--config", TINY, "--format", "json", "--frames", "9", "--no-cfg", "--steps", "3")
+    doc = json.loads(result.output)
+    assert doc["workload"]["id"] == "ci-tiny+frames=9+steps=3"
+    assert doc["geometry"]["latent"] == [3, 32, 32]
+
+
+def test_analyze_default_run_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = run("analyze", "--config", TINY)
+    second = run("analyze", "--config", TINY)
+    assert first.exit_code == second.exit_code == 0
+    assert (tmp_path / "runs" / "wan2.1-tiny-t2v-ci-tiny" / "report.json").exists()
+    assert (tmp_path / "runs" / "wan2.1-tiny-t2v-ci-tiny-2" / "summary.md").exists()
+
+
+def test_analyze_impossible_geometry_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "wantrace.cli", "analyze", "--config", TINY, "--frames", "80",
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "wantrace: error: frames: must be 4n+1 (1, 5, ..., 81) for the Wan VAE, got 80"
+    ]
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_analyze_preset_that_does_not_fit():
+    result = run("analyze", "--config", T2V_14B, "--workload", "i2v-480p")
+    assert result.exit_code == 2
+    assert "preset 'i2v-480p' is for i2v models" in result.output
+
+
+def test_analyze_strict_passes_on_shipped_config(tmp_path):
+    result = run("analyze", "--config", TINY, "--strict", "--precision", "wan-official", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .metrics import ZERO, Metrics
 from .report import ModuleRow, Report
-from .units import flops, intensity, nbytes, percent
+from .units import flops, intensity, nbytes, percent, si
 
 HOT, WARM = 0.10, 0.03  # share of forward FLOPs (full convention) that marks a hotspot
 
@@ -68,21 +68,19 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
     """The hierarchy as a table with tree guides; rows over 10% of forward FLOPs (full) in red, over 3% in
     yellow."""
     total = report.forward
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("module")
-    table.add_column("FLOPs torch", justify="right")
-    table.add_column("FLOPs full", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("bytes", justify="right")
-    table.add_column("FLOP/B", justify="right")
-    table.add_column("category")
+    table = Table(box=None, pad_edge=False, header_style="bold", title="FLOPs per forward: torch and full "
+                  "conventions; share of full; bytes moved; FLOP per byte", title_justify="left")
+    table.add_column("module", no_wrap=True, min_width=24)
+    for name, width in (("torch", 7), ("full", 7), ("share", 6), ("bytes", 8), ("FLOP/B", 7)):
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    table.add_column("category", no_wrap=True, overflow="ellipsis", min_width=4)
 
     def add(node: ViewNode, prefix: str, guide: str, level: int) -> None:
         m = node.metrics
         share = m.flops_full / total.flops_full if total.flops_full else 0.0
         style = "bold red" if share >= HOT else "yellow" if share >= WARM else ""
         table.add_row(
-            prefix + guide + node.label, flops(m.flops_torch), flops(m.flops_full),
+            prefix + guide + node.label, si(m.flops_torch), si(m.flops_full),
             percent(m.flops_full, total.flops_full), nbytes(m.bytes), intensity(m.flops_full, m.bytes),
             node.category, style=style,
         )

@@ -1,0 +1,84 @@
+"""Time `wantrace.analyze` of the 14B at t2v-720p against FlopCounterMode over the same meta forward, in one
+process, and print the ratio (wantrace / FlopCounterMode; must be <= 1.0).
+
+Both are warmed up once first (the first meta ops of a process import torch's python meta kernels, which
+would otherwise be charged to whichever runs first); then each is timed `--repeat` times and the best kept.
+
+    python scripts/bench_analyze.py [--config models/wan2.1-t2v-14b/config.json] [--workload t2v-720p]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from wan_reference import build_model, load_config, make_inputs
+from wantrace.analysis import analyze
+from wantrace.workload import resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def flop_counter_total(config, workload: str) -> int:
+    _, geo = resolve(workload, config)
+    model = build_model(config, "bf16")
+    with FlopCounterMode(display=False) as counter:
+        model(**make_inputs(config, geo.latent, "bf16"))
+    return counter.get_total_flops()
+
+
+def best_of(fn, repeat: int) -> tuple[float, object]:
+    best, value = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "models" / "wan2.1-t2v-14b" / "config.json"))
+    parser.add_argument("--workload", default="t2v-720p")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    args = parser.parse_args()
+    config = load_config(args.config)
+
+    flop_counter_total(config, "ci-tiny")  # warm-up: python meta kernels, FX, rule imports
+    analyze(config, "ci-tiny")
+    t_wantrace, report = best_of(lambda: analyze(config, args.workload), args.repeat)
+    t_counter, counted = best_of(lambda: flop_counter_total(config, args.workload), args.repeat)
+    assert counted == report.forward.flops_torch, (counted, report.forward.flops_torch)
+    result = {
+        "config": Path(args.config).parent.name,
+        "workload": args.workload,
+        "flops_torch": report.forward.flops_torch,
+        "wantrace_s": round(t_wantrace, 3),
+        "flop_counter_mode_s": round(t_counter, 3),
+        "ratio": round(t_wantrace / t_counter, 3),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": len(__import__("os").sched_getaffinity(0)),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['config']} {args.workload}: {report.forward.flops_torch:,} torch FLOPs per forward")
+        print(f"wantrace.analyze      {t_wantrace:.3f} s (best of {args.repeat})")
+        print(f"FlopCounterMode (meta) {t_counter:.3f} s (best of {args.repeat})")
+        print(f"ratio {result['ratio']:.3f} (must be <= 1.0); peak RSS {result['peak_rss_mb']} MB")
+    if result["ratio"] > 1.0:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
