@@ -16,9 +16,11 @@ from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError,
 from . import __version__
 from .inventory import inventory_from_file
 from .trace import UnknownOpError
+from .verify import VerifyError
 from .workload import PRESETS, WorkloadError
 
-USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, FileNotFoundError)
+USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
+               FileNotFoundError)
 
 
 def one_line_errors(fn):
@@ -153,6 +155,44 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
         console = Console()
         print_tree(report, console, depth=depth, expand_blocks=expand_blocks)
         console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
+
+
+@main.command()
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--workload", default="ci-tiny", show_default=True, type=click.Choice(list(PRESETS)))
+@click.option("--precision", type=click.Choice(list(POLICIES)), help="Precision policy (preset default: bf16).")
+@click.option("--frames", type=int)
+@click.option("--height", type=int)
+@click.option("--width", type=int)
+@click.option("--tolerance", type=float, default=0.05, show_default=True,
+              help="Largest relative FLOP error allowed per module.")
+@click.option("--blocks", type=int, default=None,
+              help="Run only the first N blocks (plus embeddings and head), for workloads too large for one device.")
+@click.option("--counters", is_flag=True, help="Also read Nsight Compute counters per module (CUDA, ncu).")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed forwards; the fastest is kept.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
+@one_line_errors
+def verify(device, config_path, workload, precision, frames, height, width, tolerance, blocks, counters, repeats,
+           out_dir):
+    """Run the same model for real and check the analytic counts module by module."""
+    from .report import write_atomic
+    from .verify import verify as run_verify
+    from .verify_view import print_result
+
+    console = Console(stderr=True)
+    with console.status("verify") as status:
+        result = run_verify(
+            config_path, workload, device=device, precision=precision, tolerance=tolerance, blocks=blocks,
+            counters=counters, repeats=repeats, progress=lambda message: status.update(message),
+            frames=frames, height=height, width=width,
+        )
+    doc = result.to_dict()
+    write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")
+    print_result(result, Console())
+    Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
+    if not result.passed:
+        sys.exit(1)
 
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:

@@ -1,0 +1,368 @@
+"""wantrace verify: run the same wan_reference model for real and check the analytic report module by module.
+
+(a) FLOPs: torch's FlopCounterMode per module (and a dispatch counter with the same formulas per functional
+    scope), against the report's `torch` convention; they must agree.
+(b) Time: CUDA events (perf_counter on CPU) per module and scope, beside the analytic FLOPs and bytes as
+    achieved TFLOP/s and GB/s; peak allocated memory beside the report's parameter + activation bytes.
+(c) Counters (--counters, CUDA + ncu): see wantrace/counters.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from wan_reference import build_model, get_policy, make_inputs
+from wan_reference.config import read_config
+
+from .analysis import analyze
+from .categories import CATEGORIES, category_of
+from .probe import Probe, timed
+from .report import Report
+from .trace import ROOT
+from .workload import resolve
+
+ATTENTION_KERNELS = (
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",  # unregistered in torch 2.13: counts 0 without this
+)
+
+
+class VerifyError(ValueError):
+    """verify cannot run as asked (no CUDA, no ncu, bad --blocks); one line."""
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """Every SDPA kernel takes q, k, v as [B, H, S, D] first: QK^T + PV at 2 per multiply-add."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def attention_formulas() -> dict:
+    return {getattr(torch.ops.aten, name): _attention_flops for name in ATTENTION_KERNELS
+            if hasattr(torch.ops.aten, name)}
+
+
+class ScopeFlops(TorchDispatchMode):
+    """FlopCounterMode's formulas, attributed to the innermost module *or functional scope* of the probe."""
+
+    def __init__(self, probe: Probe, registry: dict):
+        super().__init__()
+        self.probe = probe
+        self.registry = registry
+        self.flops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = self.registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops[self.probe.current] += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+@dataclasses.dataclass
+class Row:
+    id: str
+    kind: str  # "module" or "scope"
+    category: str
+    analytic_flops: int  # torch convention, inclusive
+    measured_flops: int
+    analytic_flops_full: int
+    analytic_bytes: int
+    time_ms: float | None = None
+
+    @property
+    def rel_error(self) -> float:
+        if self.analytic_flops == 0:
+            return 0.0 if self.measured_flops == 0 else float("inf")
+        return abs(self.measured_flops - self.analytic_flops) / self.analytic_flops
+
+    def to_dict(self, tolerance: float) -> dict:
+        d = dataclasses.asdict(self)
+        d["rel_error"] = self.rel_error if self.rel_error != float("inf") else "inf"
+        d["pass"] = self.rel_error <= tolerance
+        if self.time_ms:
+            d["achieved_tflops"] = round(self.analytic_flops / self.time_ms / 1e9, 3)
+            d["achieved_tflops_full"] = round(self.analytic_flops_full / self.time_ms / 1e9, 3)
+            d["achieved_gbs"] = round(self.analytic_bytes / self.time_ms / 1e6, 3)
+        return d
+
+
+@dataclasses.dataclass
+class VerifyResult:
+    report: Report
+    rows: list[Row]
+    tolerance: float
+    device: dict
+    blocks: int | None
+    forward_ms: float | None
+    peak_allocated: int | None
+    counted_total: int
+    flop_counter_total: int
+    categories: list[dict]
+    counters: dict | None = None
+
+    @property
+    def offenders(self) -> list[Row]:
+        return [r for r in self.rows if r.rel_error > self.tolerance]
+
+    @property
+    def passed(self) -> bool:
+        counters_ok = self.counters is None or self.counters.get("pass", True)
+        return not self.offenders and self.counted_total == self.flop_counter_total and counters_ok
+
+    def to_dict(self) -> dict:
+        r = self.report
+        totals = r.totals
+        return {
+            "schema_version": 1,
+            "date": datetime.date.today().isoformat(),
+            "device": self.device,
+            "torch": torch.__version__,
+            "config": r.model["config"],
+            "variant": r.model["variant"],
+            "workload": r.workload,
+            "tokens": r.geometry["tokens"],
+            "precision": r.workload["precision"],
+            "blocks": {"run": self.blocks or r.model["dims"]["num_layers"], "of": self.full_layers,
+                       "note": None if not self.blocks else "only the first N blocks (plus embeddings and head) "
+                       "ran; analytic values are for the same N"},
+            "compared": {
+                "flops": "FlopCounterMode per module and a dispatch counter with its formulas per functional "
+                         "scope, against the report's torch convention (inclusive)",
+                "tolerance": self.tolerance,
+                "time": "CUDA events per module and scope (inclusive); achieved = analytic / measured time"
+                        if self.device["type"] == "cuda" else "wall time per module and scope (CPU, informational)",
+            },
+            "pass": self.passed,
+            "summary": {
+                "modules_compared": len(self.rows),
+                "offenders": [r.id for r in self.offenders],
+                "max_rel_error": max((r.rel_error for r in self.rows), default=0.0),
+                "flop_counter_total": self.flop_counter_total,
+                "scope_counter_total": self.counted_total,
+                "analytic_total": totals["forward"].flops_torch,
+                "forward_ms": self.forward_ms,
+                "achieved_tflops": round(totals["forward"].flops_torch / self.forward_ms / 1e9, 3)
+                if self.forward_ms else None,
+                "peak_allocated_bytes": self.peak_allocated,
+                "analytic_param_bytes": totals["param_bytes"],
+                "analytic_activation_bytes": totals["activation_bytes"],
+            },
+            "categories": self.categories,
+            "counters": self.counters,
+            "modules": [row.to_dict(self.tolerance) for row in self.rows],
+        }
+
+    full_layers: int = 0
+
+
+def check_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise VerifyError("--device cuda: CUDA is not available on this machine (torch "
+                          f"{torch.__version__}); use --device cpu with a small config")
+    if dev.type not in ("cuda", "cpu"):
+        raise VerifyError(f"--device: cuda or cpu, got {device!r}")
+    return dev
+
+
+def device_info(dev: torch.device) -> dict:
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        return {"type": "cuda", "name": props.name, "memory_bytes": props.total_memory,
+                "cuda": torch.version.cuda, "sdpa_backends": _sdpa_backends()}
+    import platform
+
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def _sdpa_backends() -> dict:
+    b = torch.backends.cuda
+    return {name: getattr(b, f"{name}_sdp_enabled")() for name in ("flash", "mem_efficient", "cudnn", "math")
+            if hasattr(b, f"{name}_sdp_enabled")}
+
+
+def verify(
+    config_path: str | Path,
+    workload: str = "ci-tiny",
+    *,
+    device: str = "cpu",
+    precision: str | None = None,
+    tolerance: float = 0.05,
+    blocks: int | None = None,
+    counters: bool = False,
+    repeats: int = 3,
+    seed: int = 0,
+    progress=None,
+    **overrides,
+) -> VerifyResult:
+    """Run one forward of the same model for real and compare, module by module, with the analytic report."""
+    step = progress or (lambda message: None)
+    dev = check_device(device)
+    if counters and dev.type != "cuda":
+        raise VerifyError("--counters needs --device cuda (Nsight Compute reads GPU hardware counters)")
+    if counters and shutil.which("ncu") is None:
+        raise VerifyError("--counters: Nsight Compute (ncu) is not on PATH")
+    config, _ = read_config(config_path)
+    full_layers = config.num_layers
+    if blocks is not None:
+        if not 1 <= blocks <= config.num_layers:
+            raise VerifyError(f"--blocks: must be between 1 and {config.num_layers}, got {blocks}")
+        config = dataclasses.replace(config, num_layers=blocks)
+    if precision is not None:
+        overrides["precision"] = precision
+    wl, geo = resolve(workload, config, **overrides)
+    policy = get_policy(wl.precision)
+
+    step("analytic report")
+    report = analyze(config, wl)
+    report.model["config"] = str(config_path)
+
+    step(f"building the {config.model_type} model ({config.num_layers} blocks, {wl.precision}) on {dev}")
+    model = build_model(config, policy, device=dev, seed=seed)
+    inputs = make_inputs(config, geo.latent, policy, batch=wl.batch, device=dev, seed=seed + 1)
+
+    step("warm-up forward")
+    with torch.no_grad():
+        model(**inputs)
+    _sync(dev)
+
+    step("counting FLOPs (FlopCounterMode)")
+    probe = Probe(model)
+    with torch.no_grad(), probe.active():
+        with FlopCounterMode(display=False, custom_mapping=attention_formulas()) as counter:
+            with ScopeFlops(probe, counter.flop_registry) as scope_counter:
+                model(**inputs)
+    per_module = _module_counts(counter, model)
+
+    times: dict[str, float] = {}
+    forward_ms = None
+    peak = None
+    for i in range(repeats):
+        step(f"timing modules and scopes ({i + 1}/{repeats})")
+        with torch.no_grad(), timed(model, dev) as timer:
+            model(**inputs)
+        for ident, ms in timer.totals_ms().items():
+            times[ident] = min(times.get(ident, float("inf")), ms)
+    step("timing whole forwards")
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    forward_ms = _time_forward(model, inputs, dev, repeats)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev)
+
+    # a container that is never called itself (the `blocks` ModuleList) measures as the sum of its children
+    fill_from_children(report, per_module)
+    fill_from_children(report, times)
+    rows = _rows(report, per_module, scope_counter.flops, times)
+    result = VerifyResult(
+        report=report, rows=rows, tolerance=tolerance, device=device_info(dev), blocks=blocks,
+        forward_ms=forward_ms, peak_allocated=peak, counted_total=sum(scope_counter.flops.values()),
+        flop_counter_total=counter.get_total_flops(), categories=_categories(report, scope_counter.flops, times),
+        full_layers=full_layers,
+    )
+    if counters:
+        from .counters import run_counters
+
+        step("Nsight Compute counters (ncu)")
+        result.counters = run_counters(config_path, report, workload, wl, blocks, seed)
+    return result
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _time_forward(model, inputs, dev, repeats: int) -> float:
+    import time
+
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            _sync(dev)
+            start = time.perf_counter()
+            model(**inputs)
+            _sync(dev)
+            best = min(best, (time.perf_counter() - start) * 1e3)
+    return best
+
+
+def fill_from_children(report: Report, values: dict) -> None:
+    for row in reversed(report.modules):  # children before parents
+        if row.id not in values and row.children and all(c in values for c in row.children):
+            values[row.id] = sum(values[c] for c in row.children)
+
+
+def _module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str, int]:
+    """FlopCounterMode's inclusive count per module, under report ids (WanModel.blocks.0.q -> blocks.0.q)."""
+    root = type(model).__name__
+    counts = {}
+    for name, ops in counter.get_flop_counts().items():
+        if name == root:
+            counts[ROOT] = sum(ops.values())
+        elif name.startswith(root + "."):
+            counts[name[len(root) + 1:]] = sum(ops.values())
+    return counts
+
+
+def _rows(report: Report, per_module: dict, scope_flops: Counter, times: dict) -> list[Row]:
+    rows_by_id = {row.id: row for row in report.modules}
+    inclusive_scope: Counter[str] = Counter()
+    for ident, n in scope_flops.items():  # roll the dispatch counter's exclusive counts up the id tree
+        while True:
+            inclusive_scope[ident] += n
+            if ident == ROOT:
+                break
+            ident = rows_by_id[ident].parent if ident in rows_by_id else ROOT
+    rows = []
+    for row in report.modules:
+        is_scope = row.type == "scope"
+        measured = inclusive_scope.get(row.id, 0) if is_scope else per_module.get(row.id, 0)
+        rows.append(Row(
+            id=row.id, kind="scope" if is_scope else "module", category=row.category,
+            analytic_flops=row.inclusive.flops_torch, measured_flops=measured,
+            analytic_flops_full=row.inclusive.flops_full, analytic_bytes=row.inclusive.bytes,
+            time_ms=round(times[row.id], 4) if row.id in times else None,
+        ))
+    return rows
+
+
+def _categories(report: Report, scope_flops: Counter, times: dict) -> list[dict]:
+    """Per category: analytic FLOPs and bytes, measured FLOPs (exclusive dispatch counts by the category of the
+    id they ran in) and time (each id's exclusive time, by its category; a container's own time is `other`)."""
+    rows = {row.id: row for row in report.modules}
+    measured: Counter[str] = Counter()
+    for ident, n in scope_flops.items():
+        measured[category_of(ident)] += n
+    exclusive_time: Counter[str] = Counter()
+    for ident, ms in times.items():
+        if ident not in rows:
+            continue
+        own = ms - sum(times.get(child, 0.0) for child in rows[ident].children)
+        exclusive_time[rows[ident].category if rows[ident].category != "mixed" else "other"] += max(own, 0.0)
+    out = []
+    for name in CATEGORIES:
+        m = report.categories[name]
+        ms = exclusive_time.get(name, 0.0)
+        out.append({
+            "category": name,
+            "analytic_flops": m.flops_torch,
+            "measured_flops": measured.get(name, 0),
+            "analytic_flops_full": m.flops_full,
+            "analytic_bytes": m.bytes,
+            "time_ms": round(ms, 4) if times else None,
+            "achieved_tflops": round(m.flops_torch / ms / 1e9, 3) if ms and m.flops_torch else None,
+            "achieved_gbs": round(m.bytes / ms / 1e6, 3) if ms else None,
+        })
+    return out
+

@@ -1,0 +1,68 @@
+"""Terminal view of a verify result: categories, whole-forward figures, and the offenders if any."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from .units import flops, nbytes, si
+from .verify import VerifyResult
+
+
+def print_result(result: VerifyResult, console: Console) -> None:
+    doc = result.to_dict()
+    s = doc["summary"]
+    head = (f"{doc['variant']} · {doc['workload']['id']} · {doc['tokens']:,} tokens · {doc['precision']} · "
+            f"{doc['device']['name']} · torch {doc['torch']}")
+    if result.blocks:
+        head += f" · [yellow]first {result.blocks} of {result.full_layers} blocks only[/]"
+    console.print(head)
+    table = Table(title="per category (one forward)", title_justify="left")
+    for name in ("category", "analytic FLOPs", "measured FLOPs", "analytic bytes", "time ms", "TFLOP/s", "GB/s"):
+        table.add_column(name, justify="left" if name == "category" else "right")
+    for c in doc["categories"]:
+        table.add_row(c["category"], flops(c["analytic_flops"]), flops(c["measured_flops"]),
+                      nbytes(c["analytic_bytes"]), f"{c['time_ms']:.3f}" if c["time_ms"] is not None else "-",
+                      f"{c['achieved_tflops']:.1f}" if c["achieved_tflops"] else "-",
+                      f"{c['achieved_gbs']:.0f}" if c["achieved_gbs"] else "-")
+    console.print(table)
+    line = (f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error {100 * s['max_rel_error']:.4f}% "
+            f"(tolerance {100 * result.tolerance:.1f}%); FlopCounterMode total {s['flop_counter_total']:,} vs "
+            f"analytic {s['analytic_total']:,}")
+    console.print(line)
+    if s["forward_ms"]:
+        extra = f"forward {s['forward_ms']:.2f} ms"
+        if s["achieved_tflops"]:
+            extra += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
+        if s["peak_allocated_bytes"] is not None:
+            extra += (f"; peak allocated {nbytes(s['peak_allocated_bytes'])} vs analytic params "
+                      f"{nbytes(s['analytic_param_bytes'])} + activations {nbytes(s['analytic_activation_bytes'])}")
+        console.print(extra)
+    if doc.get("counters"):
+        _print_counters(doc["counters"], console)
+    if result.offenders:
+        bad = Table(title="[red]modules over the tolerance", title_justify="left")
+        for name in ("id", "analytic", "measured", "error"):
+            bad.add_column(name, justify="left" if name == "id" else "right")
+        for r in result.offenders[:40]:
+            err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
+            bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
+        console.print(bad)
+        console.print(f"[red]FAIL[/]: {len(result.offenders)} modules over the tolerance")
+    elif not result.passed:
+        console.print("[red]FAIL[/]: totals or counters disagree")
+    else:
+        console.print("[green]PASS[/]")
+
+
+def _print_counters(counters: dict, console: Console) -> None:
+    table = Table(title="Nsight Compute counters per category", title_justify="left")
+    for name in ("category", "analytic tensor FLOPs", "tensor FLOPs", "ratio", "FP32 FLOPs", "analytic full",
+                 "DRAM bytes", "analytic bytes"):
+        table.add_column(name, justify="left" if name == "category" else "right")
+    for c in counters.get("categories", []):
+        ratio = c.get("tensor_ratio")
+        table.add_row(c["category"], flops(c["analytic_tensor_flops"]), flops(c["tensor_flops"]),
+                      f"{ratio:.4f}" if ratio is not None else "-", flops(c["fp32_flops"]),
+                      flops(c["analytic_flops_full"]), nbytes(c["dram_bytes"]), nbytes(c["analytic_bytes"]))
+    console.print(table)
