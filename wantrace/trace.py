@@ -45,6 +45,7 @@ class NodeCost:
     cost: Cost
     output_bytes: int  # bytes of the node's result (what a module returning it hands back)
     note: str = ""  # why a node is unknown
+    in_dtype: torch.dtype | None = None  # dtype of the first tensor input (what a matmul computes in)
 
 
 def _spec(t: torch.Tensor) -> TensorSpec:
@@ -159,7 +160,8 @@ class CostInterpreter(torch.fx.Interpreter):
             cost = rule(call)
         except NotImplementedError as exc:
             return self._unknown(base, f"{rule.name}: {exc}")
-        return NodeCost(kind="metadata" if cost.metadata else "costed", family=rule.family, cost=cost, **base)
+        return NodeCost(kind="metadata" if cost.metadata else "costed", family=rule.family, cost=cost,
+                        in_dtype=inputs[0].dtype if inputs else None, **base)
 
     def _unknown(self, base: dict, note: str) -> NodeCost:
         if self.strict:

@@ -272,9 +272,13 @@ def verify(
     )
     if counters:
         from .counters import run_counters
+        from .trace import replicate_blocks, trace_model
 
         step("Nsight Compute counters (ncu)")
-        result.counters = run_counters(config_path, report, workload, wl, blocks, seed)
+        traced = trace_model(dataclasses.replace(config, num_layers=min(config.num_layers, 2)), policy, geo.latent,
+                             wl.batch)
+        records = replicate_blocks(traced.records, config.num_layers)
+        result.counters = run_counters(config_path, wl, blocks, seed, records)
     return result
 
 
