@@ -58,3 +58,14 @@ def test_summary_gates_tensor_flops_within_one_percent():
     assert norms["scalar_ratio"] == round(290 / 300, 6) and norms["bytes_ratio"] == round(70 / 64, 6)
     bad = summarize([kernel(["wantrace", "model", "blocks.0.self_attn.q"], tensor=2000)], analytic)
     assert not bad["pass"]
+
+
+def test_roles_compare_tensor_work_per_gemm():
+    from collections import Counter
+
+    from wantrace.counters import by_role
+
+    kernels = [kernel(["wantrace", "model", f"blocks.{i}", f"blocks.{i}.self_attn.q"], tensor=1017) for i in (0, 1)]
+    roles = by_role(kernels, Counter({"blocks.0.self_attn.q": 1000, "blocks.1.self_attn.q": 1000}))
+    assert roles == [{"role": "blocks.*.self_attn.q", "kernels": {"k": 2}, "tensor_flops": 2034, "analytic": 2000,
+                      "ratio": 1.017}]

@@ -61,6 +61,36 @@ def parse_kernels(text: str) -> list[dict]:
     return kernels
 
 
+def analytic_tensor_by_id(records) -> Counter:
+    out: Counter[str] = Counter()
+    for r in records:
+        if r.kind == "costed" and r.family in TENSOR_FAMILIES and r.in_dtype in TENSOR_DTYPES:
+            out[r.module] += r.cost.flops_torch
+    return out
+
+
+def by_role(kernels: list[dict], analytic_ids: Counter) -> list[dict]:
+    """Tensor work per role (block index replaced by *): kernel names, measured vs analytic. Shows which GEMM
+    shapes execute more tensor-core work than they need (tile padding)."""
+    roles: dict[str, dict] = {}
+    for k in kernels:
+        if not k["stack"] or k["stack"][0] != "wantrace" or not k["tensor_bf16"] + k["tensor_tf32"]:
+            continue
+        role = re.sub(r"^blocks\.\d+\.", "blocks.*.", k["range"])
+        entry = roles.setdefault(role, {"role": role, "kernels": Counter(), "tensor_flops": 0, "analytic": 0})
+        entry["kernels"][k["name"][:90]] += 1
+        entry["tensor_flops"] += k["tensor_bf16"] + k["tensor_tf32"]
+    for ident, flops in analytic_ids.items():
+        role = re.sub(r"^blocks\.\d+\.", "blocks.*.", ident)
+        if role in roles:
+            roles[role]["analytic"] += flops
+    out = []
+    for entry in sorted(roles.values(), key=lambda e: -e["tensor_flops"]):
+        out.append({**entry, "kernels": dict(entry["kernels"]),
+                    "ratio": _ratio(entry["tensor_flops"], entry["analytic"])})
+    return out
+
+
 def analytic_by_category(records) -> dict[str, dict[str, int]]:
     """Analytic figures per category of the id each node ran in (kernels know their range, not their op, so
     casts stay with their module here): tensor-eligible FLOPs, full FLOPs, bytes."""
@@ -146,7 +176,10 @@ def run_counters(config_path, workload, blocks: int | None, seed: int, records) 
 
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise VerifyError(f"--counters: ncu failed (exit {proc.returncode}): {tail[0]}")
-    return summarize(parse_kernels(proc.stdout), analytic_by_category(records))
+    kernels = parse_kernels(proc.stdout)
+    summary = summarize(kernels, analytic_by_category(records))
+    summary["roles"] = by_role(kernels, analytic_tensor_by_id(records))
+    return summary
 
 
 def _child() -> None:
