@@ -213,13 +213,23 @@ def _parent(i: str, ids: set[str]) -> str:
     return ROOT
 
 
-def categorize(records: list[NodeCost]) -> dict[str, Metrics]:
+def categorize(records: list[NodeCost], weights: list[int] | None = None) -> dict[str, Metrics]:
+    """Category totals; `weights` (from replication_weights) counts each record that many times."""
     totals = {c: ZERO for c in CATEGORIES}
-    for r in records:
+    for i, r in enumerate(records):
         if r.kind == "costed":
             c = category_of(r.module, r.family)
-            totals[c] = totals[c] + metrics_of(r)
+            m = metrics_of(r)
+            totals[c] = totals[c] + (m.times(weights[i]) if weights else m)
     return totals
+
+
+def forward_total(records: list[NodeCost], weights: list[int]) -> Metrics:
+    """The root's inclusive metrics of roll_up, without building the rows: every record, weighted."""
+    total = ZERO
+    for r, w in zip(records, weights, strict=True):
+        total = total + metrics_of(r).times(w)
+    return total
 
 
 def ledger(records: list[NodeCost]) -> dict:

@@ -14,11 +14,13 @@ from rich.table import Table
 from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError, build_model, check_checkpoint
 
 from . import __version__
+from .compare import CompareError
 from .inventory import inventory_from_file
 from .trace import UnknownOpError
 from .workload import PRESETS, WorkloadError
 
-USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, FileNotFoundError)
+USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, FileNotFoundError,
+               CompareError)
 
 
 def one_line_errors(fn):
@@ -125,11 +127,14 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
               help="table: tree and totals on the terminal; json: the report on stdout.")
 @click.option("--depth", type=int, default=3, show_default=True, help="Tree depth shown.")
 @click.option("--expand-blocks", is_flag=True, help="Show every block instead of one blocks.0-N row.")
+@click.option("--hotspots-by-module", "by_module", is_flag=True,
+              help="Hotspots list individual modules (blocks.17.ffn.0) instead of roles summed over the blocks "
+                   "(blocks.*.ffn.0 x40).")
 @click.option("--strict", is_flag=True, help="An op the rule book cannot cost is an error.")
 @click.option("--full-trace", is_flag=True, help="Trace every block instead of tracing two and replicating.")
 @one_line_errors
 def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
-            expand_blocks, strict, full_trace):
+            expand_blocks, by_module, strict, full_trace):
     """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module."""
     from .analysis import analyze as run_analysis
     from .render import print_tree, summary_markdown
@@ -141,18 +146,41 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
     command = " ".join(["wantrace analyze", f"--config {config_path}", f"--workload {workload}"] + [
         (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k} {v}"
         for k, v in overrides.items() if v is not None
-    ])
+    ] + (["--hotspots-by-module"] if by_module else []))
     if fmt == "json":
         click.echo(report.to_json(), nl=False)
         if out_dir is None:
             return
     out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), report.workload["id"])
     write_atomic(out / "report.json", report.to_json())
-    write_atomic(out / "summary.md", summary_markdown(report, command))
+    write_atomic(out / "summary.md", summary_markdown(report, command, by_module))
     if fmt == "table":
         console = Console()
-        print_tree(report, console, depth=depth, expand_blocks=expand_blocks)
+        print_tree(report, console, depth=depth, expand_blocks=expand_blocks, by_module=by_module)
         console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
+
+
+@main.command()
+@click.argument("report_a", metavar="A.json", type=click.Path(dir_okay=False))
+@click.argument("report_b", metavar="B.json", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
+@click.option("--by", type=click.Choice(["torch", "full", "bytes"]), default="torch", show_default=True,
+              help="The measure shown and sorted by: FLOPs in the torch or full convention, or bytes.")
+@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Roles listed in table and md (0: all); json lists all.")
+@one_line_errors
+def compare(report_a, report_b, fmt, by, top):
+    """B against A: totals ratios, and per-category and per-role changes, largest first."""
+    from .compare import compare as run_compare
+    from .compare import load_report, print_table, to_markdown
+
+    result = run_compare(load_report(report_a), load_report(report_b), by=by, names=(report_a, report_b))
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=1))
+    elif fmt == "md":
+        click.echo(to_markdown(result, top), nl=False)
+    else:
+        print_table(result, Console(), top)
 
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:
