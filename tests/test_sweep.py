@@ -2,18 +2,21 @@
 come out as CSV, JSON, non-blank PNGs of the stated size and a summary that embeds them."""
 
 import csv
+import dataclasses
 import json
 import struct
 
 import pytest
 from click.testing import CliRunner
 
+from wan_reference import get_policy
 from wantrace import sweep as sweep_module
 from wantrace.analysis import analyze
 from wantrace.categories import CATEGORIES
 from wantrace.cli import main
 from wantrace.plots import DPI, HEIGHT_IN, WIDTH_IN
 from wantrace.sweep import SweepError, parse_ints, parse_sizes, run_sweep
+from wantrace.trace import cost_graph, trace_graph, trace_model
 
 from .conftest import MODELS, config_of
 
@@ -101,6 +104,21 @@ def test_trace_once_per_precision_and_cost_once_per_geometry(monkeypatch):
         by_steps.setdefault((row.workload.precision, row.workload.frames), {})[row.workload.steps] = row
     for pair in by_steps.values():
         assert pair[4].generation == pair[1].forward.times(4) and pair[4].forward == pair[1].forward
+
+
+def test_a_reused_graph_costs_like_a_fresh_trace():
+    config = dataclasses.replace(config_of("wan2.1-t2v-14b"), num_layers=2)
+    policy = get_policy("wan-official")
+    graph = trace_graph(config, policy)
+
+    def plain(records):  # call keys carry a per-trace scope counter; the module paths do not
+        return [dataclasses.replace(r, stack=tuple(k.split("#")[0] for k in r.stack)) for r in records]
+
+    for latent in ((5, 60, 104), (3, 90, 160)):
+        reused = cost_graph(graph, config, policy, latent, 1)
+        fresh = trace_model(config, policy, latent, 1)
+        assert plain(reused.records) == plain(fresh.records)
+        assert reused.peak_activation_bytes() == fresh.peak_activation_bytes
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

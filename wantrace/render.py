@@ -11,6 +11,7 @@ from rich.table import Table
 from .hotspots import MEASURES, hotspots
 from .metrics import ZERO, Metrics
 from .report import ModuleRow, Report
+from .roles import role_of
 from .units import flops, intensity, nbytes, percent, si
 
 HOT, WARM = 0.10, 0.03  # share of forward FLOPs (full convention) that marks a hotspot
@@ -42,10 +43,10 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
         group = ViewNode(f"blocks.0-{n - 1} x{n}", ZERO, "mixed")
         roles: dict[str, ViewNode] = {}
 
-        def add(row: ModuleRow, parent: ViewNode, prefix_len: int) -> None:
+        def add(row: ModuleRow, parent: ViewNode) -> None:
             for cid in row.children:
                 child = rows[cid]
-                role = cid[prefix_len:]
+                role = role_of(cid).removeprefix("blocks.*.")
                 key = f"{id(parent)}:{role}"
                 node = roles.get(key)
                 if node is None:
@@ -53,13 +54,13 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
                     parent.children.append(node)
                 node.metrics = node.metrics + child.inclusive
                 node.params += child.params
-                add(child, node, prefix_len)
+                add(child, node)
 
         for bid in blocks.children:
             block = rows[bid]
             group.metrics = group.metrics + block.inclusive
             group.params += block.params
-            add(block, group, len(bid) + 1)
+            add(block, group)
         return group
 
     return build(rows["model"])
