@@ -84,12 +84,13 @@ def test_cli_formats(reports):
     md = run("compare", pa, pb, "--format", "md", "--top", "3")
     assert md.exit_code == 0, md.output
     a, b = (r.categories["self-attention core"].flops_torch for r in (ra, rb))
-    assert f"| self-attention core | {si(a)} | {si(b)} | +{si(b - a)} | {b / a:.3g}x | {share_a} | {share_b} |" \
+    assert f"| self-attention core | {si(a)} | {si(b)} | +{si(b - a)} | {b / a:.3f}x | {share_a} | {share_b} |" \
         in md.output
     assert md.output.count("| `blocks.*.") == 3 and "more roles with smaller changes" in md.output
     table = CliRunner(env={"COLUMNS": "160"}).invoke(main, ["compare", str(pa), str(pb)])
     assert table.exit_code == 0, table.output
-    assert "forward FLOPs (torch)" in table.output and "3.89x" in table.output
+    ratio = f"{rb.forward.flops_torch / ra.forward.flops_torch:.3f}x"
+    assert "forward FLOPs (torch)" in table.output and ratio in table.output
     assert share_a in table.output and share_b in table.output
 
 

@@ -135,8 +135,9 @@ def _pct(x: float | None) -> str:
 
 
 def _times(entry: dict) -> str:
-    if entry["ratio"] is not None:
-        return f"{entry['ratio']:.3g}x"
+    r = entry["ratio"]
+    if r is not None:
+        return f"{r:.3f}x" if r < 100 else f"{r:.3g}x"  # 1.005x, not 1x
     return "new" if entry["b"] else "-"
 
 
@@ -162,7 +163,7 @@ def _header(result: dict) -> list[str]:
                      f"{s['precision']})")
     ta, tb = result["a"]["tokens"], result["b"]["tokens"]
     if ta and tb and ta != tb:
-        lines.append(f"tokens B/A {tb / ta:.3g}x (squared {(tb / ta) ** 2:.3g}x: what attention over all tokens "
+        lines.append(f"tokens B/A {tb / ta:.3f}x (squared {(tb / ta) ** 2:.3f}x: what attention over all tokens "
                      f"scales by)")
     return lines
 
