@@ -179,6 +179,7 @@ def test_cli_without_plots(tmp_path):
     (["--size", "832x480,833x480"], "sweep point 5 frames 833x480 steps 1 bf16: width: must be a multiple of 16"),
     (["--frames", "5,8"], "sweep point 8 frames 256x256 steps 1 bf16: frames: must be 4n+1"),
     (["--size", "big"], "--size: expected WIDTHxHEIGHT (e.g. 832x480), got 'big'"),
+    (["--frames", ""], "--frames: expected comma-separated integers, got ''"),
     (["--precision", "bf16,fp4"], "precision: unknown policy 'fp4'"),
     (["--workload", "i2v-480p"], "preset 'i2v-480p' is for i2v models"),  # the last --workload wins
 ])

@@ -207,10 +207,10 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
     from .analysis import load_config_source
     from .sweep import default_preset, parse_ints, parse_sizes, plan, run_sweep, write_sweep
 
-    frames = parse_ints(frames_text, "--frames") if frames_text else None
-    sizes = parse_sizes(size_text) if size_text else None
-    steps = parse_ints(steps_text, "--steps") if steps_text else None
-    precisions = [p.strip() for p in precision_text.split(",")] if precision_text else None
+    frames = parse_ints(frames_text, "--frames") if frames_text is not None else None
+    sizes = parse_sizes(size_text) if size_text is not None else None
+    steps = parse_ints(steps_text, "--steps") if steps_text is not None else None
+    precisions = [p.strip() for p in precision_text.split(",")] if precision_text is not None else None
     config, _ = load_config_source(config_path)
     preset = workload or default_preset(config)
     n = len(plan(config, preset, frames, sizes, steps, precisions, cfg))  # every point checked before any work
@@ -241,8 +241,9 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
 def print_sweep(result, console: Console) -> None:
     from .units import nbytes, si
 
+    n = len(result.rows)
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
-                  title=f"{len(result.rows)} workloads, one forward each: FLOPs (torch, full), bytes, and the "
+                  title=f"{n} workload{'s' if n != 1 else ''}, one forward each: FLOPs (torch, full), bytes, and the "
                         "self-attention core share of torch FLOPs")
     for name in ("frames", "size", "steps", "precision", "tokens", "torch", "full", "bytes", "self-attn"):
         table.add_column(name, justify="left" if name in ("size", "precision") else "right", no_wrap=True,
