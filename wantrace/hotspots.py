@@ -30,8 +30,9 @@ def natural_key(ident: str) -> tuple:
 
 
 def top_k(items: Iterable[T], value: Callable[[T], int], ident: Callable[[T], str], k: int) -> list[T]:
-    """The k largest by `value`, ties by id in natural order: the same list under any input order."""
-    return sorted(items, key=lambda item: (-value(item), natural_key(ident(item))))[:k]
+    """The k largest by `value`, ties by id in natural order (then plain order, for `a1` vs `a01`): the same
+    list under any input order."""
+    return sorted(items, key=lambda item: (-value(item), natural_key(ident(item)), ident(item)))[:k]
 
 
 @dataclass(frozen=True)
