@@ -44,12 +44,7 @@ def analyze(
     (with overrides such as frames=33, cfg=False, precision="wan-official") or a resolved Workload.
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
     full trace, faster."""
-    source = {"config": None, "config_sha256": None, "format": "official"}
-    if not isinstance(config, WanConfig):
-        path = Path(config)
-        config, fmt = read_config(path)
-        source = {"config": str(config_path_display(path)), "config_sha256": hashlib.sha256(path.read_bytes())
-                  .hexdigest(), "format": fmt}
+    config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = resolve_resolved(workload, config)
     else:
@@ -103,6 +98,16 @@ def analyze(
         ledger=ledger(records),
         traced_blocks=traced_layers,
     )
+
+
+def load_config_source(config: WanConfig | str | Path) -> tuple[WanConfig, dict]:
+    """The config, and where it came from as reports record it (path, sha256, format)."""
+    if isinstance(config, WanConfig):
+        return config, {"config": None, "config_sha256": None, "format": "official"}
+    path = Path(config)
+    config, fmt = read_config(path)
+    return config, {"config": str(config_path_display(path)),
+                    "config_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "format": fmt}
 
 
 def config_path_display(path: Path) -> Path:
@@ -213,13 +218,23 @@ def _parent(i: str, ids: set[str]) -> str:
     return ROOT
 
 
-def categorize(records: list[NodeCost]) -> dict[str, Metrics]:
+def categorize(records: list[NodeCost], weights: list[int] | None = None) -> dict[str, Metrics]:
+    """Category totals; `weights` (from replication_weights) counts each record that many times."""
     totals = {c: ZERO for c in CATEGORIES}
-    for r in records:
+    for i, r in enumerate(records):
         if r.kind == "costed":
             c = category_of(r.module, r.family)
-            totals[c] = totals[c] + metrics_of(r)
+            m = metrics_of(r)
+            totals[c] = totals[c] + (m.times(weights[i]) if weights else m)
     return totals
+
+
+def forward_total(records: list[NodeCost], weights: list[int]) -> Metrics:
+    """The root's inclusive metrics of roll_up, without building the rows: every record, weighted."""
+    total = ZERO
+    for r, w in zip(records, weights, strict=True):
+        total = total + metrics_of(r).times(w)
+    return total
 
 
 def ledger(records: list[NodeCost]) -> dict:

@@ -14,13 +14,15 @@ from rich.table import Table
 from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError, build_model, check_checkpoint
 
 from . import __version__
+from .compare import CompareError
 from .inventory import inventory_from_file
+from .sweep import SweepError
 from .trace import UnknownOpError
 from .verify import VerifyError
 from .workload import PRESETS, WorkloadError
 
 USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
-               FileNotFoundError)
+               CompareError, SweepError, FileNotFoundError)
 
 
 def one_line_errors(fn):
@@ -127,11 +129,14 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
               help="table: tree and totals on the terminal; json: the report on stdout.")
 @click.option("--depth", type=int, default=3, show_default=True, help="Tree depth shown.")
 @click.option("--expand-blocks", is_flag=True, help="Show every block instead of one blocks.0-N row.")
+@click.option("--hotspots-by-module", "by_module", is_flag=True,
+              help="Hotspots list individual modules (blocks.17.ffn.0) instead of roles summed over the blocks "
+                   "(blocks.*.ffn.0 x40).")
 @click.option("--strict", is_flag=True, help="An op the rule book cannot cost is an error.")
 @click.option("--full-trace", is_flag=True, help="Trace every block instead of tracing two and replicating.")
 @one_line_errors
 def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
-            expand_blocks, strict, full_trace):
+            expand_blocks, by_module, strict, full_trace):
     """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module."""
     from .analysis import analyze as run_analysis
     from .render import print_tree, summary_markdown
@@ -143,17 +148,17 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
     command = " ".join(["wantrace analyze", f"--config {config_path}", f"--workload {workload}"] + [
         (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k} {v}"
         for k, v in overrides.items() if v is not None
-    ])
+    ] + (["--hotspots-by-module"] if by_module else []))
     if fmt == "json":
         click.echo(report.to_json(), nl=False)
         if out_dir is None:
             return
     out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), report.workload["id"])
     write_atomic(out / "report.json", report.to_json())
-    write_atomic(out / "summary.md", summary_markdown(report, command))
+    write_atomic(out / "summary.md", summary_markdown(report, command, by_module))
     if fmt == "table":
         console = Console()
-        print_tree(report, console, depth=depth, expand_blocks=expand_blocks)
+        print_tree(report, console, depth=depth, expand_blocks=expand_blocks, by_module=by_module)
         console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
 
 
@@ -193,6 +198,101 @@ def verify(device, config_path, workload, precision, frames, height, width, tole
     Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
     if not result.passed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("report_a", metavar="A.json", type=click.Path(dir_okay=False))
+@click.argument("report_b", metavar="B.json", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
+@click.option("--by", type=click.Choice(["torch", "full", "bytes"]), default="torch", show_default=True,
+              help="The measure shown and sorted by: FLOPs in the torch or full convention, or bytes.")
+@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Roles listed in table and md (0: all); json lists all.")
+@one_line_errors
+def compare(report_a, report_b, fmt, by, top):
+    """B against A: totals ratios, and per-category and per-role changes, largest first."""
+    from .compare import compare as run_compare
+    from .compare import load_report, print_table, to_markdown
+
+    result = run_compare(load_report(report_a), load_report(report_b), by=by, names=(report_a, report_b))
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=1))
+    elif fmt == "md":
+        click.echo(to_markdown(result, top), nl=False)
+    else:
+        print_table(result, Console(), top)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="config.json of a checkpoint (official WanModel or diffusers format).")
+@click.option("--workload", type=click.Choice(list(PRESETS)), default=None,
+              help="Base preset the lists override [default: the 480p preset of the model's task].")
+@click.option("--frames", "frames_text", help="Frame counts, comma-separated (e.g. 17,33,49,65,81).")
+@click.option("--size", "size_text", help="Sizes WIDTHxHEIGHT, comma-separated (e.g. 832x480,1280x720).")
+@click.option("--steps", "steps_text", help="Denoising step counts, comma-separated.")
+@click.option("--precision", "precision_text", help=f"Precision policies, comma-separated ({', '.join(POLICIES)}).")
+@click.option("--cfg/--no-cfg", default=None, help="Classifier-free guidance: two forwards per step.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Write sweep.csv, sweep.json, the plots and summary.md here (default: a new folder under runs/).")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNG plots (matplotlib).")
+@click.option("--strict", is_flag=True, help="An op the rule book cannot cost is an error.")
+@one_line_errors
+def sweep(config_path, workload, frames_text, size_text, steps_text, precision_text, cfg, out_dir, plots, strict):
+    """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares;
+    as CSV and JSON, with plots."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .analysis import load_config_source
+    from .sweep import default_preset, parse_ints, parse_sizes, plan, run_sweep, write_sweep
+
+    frames = parse_ints(frames_text, "--frames") if frames_text is not None else None
+    sizes = parse_sizes(size_text) if size_text is not None else None
+    steps = parse_ints(steps_text, "--steps") if steps_text is not None else None
+    precisions = [p.strip() for p in precision_text.split(",")] if precision_text is not None else None
+    config, _ = load_config_source(config_path)
+    preset = workload or default_preset(config)
+    n = len(plan(config, preset, frames, sizes, steps, precisions, cfg))  # every point checked before any work
+    parts = [f"wantrace sweep --config {config_path} --workload {preset}"]
+    parts += [f"--frames {','.join(map(str, frames))}"] if frames else []
+    parts += [f"--size {','.join(f'{w}x{h}' for w, h in sizes)}"] if sizes else []
+    parts += [f"--steps {','.join(map(str, steps))}"] if steps else []
+    parts += [f"--precision {','.join(precisions)}"] if precisions else []
+    parts += [] if cfg is None else ["--cfg" if cfg else "--no-cfg"]
+    parts += [] if plots else ["--no-plots"]
+    parts += ["--strict"] if strict else []
+    command = " ".join(parts)
+
+    err = Console(stderr=True)
+    with Progress(TextColumn("costing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=err, transient=True, disable=n < 2) as progress:
+        task = progress.add_task("", total=n)
+        result = run_sweep(config_path, preset, frames=frames, sizes=sizes, steps=steps, precisions=precisions,
+                           cfg=cfg, strict=strict,
+                           on_point=lambda w: progress.update(task, advance=1, description=w.id))
+        progress.update(task, description="plots and files")
+        out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), "sweep")
+        written = write_sweep(result, out, command, plots=plots)
+    print_sweep(result, Console())
+    Console().print(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def print_sweep(result, console: Console) -> None:
+    from .units import nbytes, si
+
+    n = len(result.rows)
+    table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  title=f"{n} workload{'s' if n != 1 else ''}, one forward each: FLOPs (torch, full), bytes, and the "
+                        "self-attention core share of torch FLOPs")
+    for name in ("frames", "size", "steps", "precision", "tokens", "torch", "full", "bytes", "self-attn"):
+        table.add_column(name, justify="left" if name in ("size", "precision") else "right", no_wrap=True,
+                         min_width=len(name))
+    for row in result.rows:
+        w, f = row.workload, row.forward
+        table.add_row(str(w.frames), f"{w.width}x{w.height}", str(w.steps), w.precision, f"{row.geometry.tokens:,}",
+                      si(f.flops_torch), si(f.flops_full), nbytes(f.bytes),
+                      f"{100 * row.shares('torch')['self-attention core']:.1f}%")
+    console.print(table)
 
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:

@@ -8,8 +8,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from .hotspots import MEASURES, hotspots
 from .metrics import ZERO, Metrics
 from .report import ModuleRow, Report
+from .roles import role_of
 from .units import flops, intensity, nbytes, percent, si
 
 HOT, WARM = 0.10, 0.03  # share of forward FLOPs (full convention) that marks a hotspot
@@ -41,10 +43,10 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
         group = ViewNode(f"blocks.0-{n - 1} x{n}", ZERO, "mixed")
         roles: dict[str, ViewNode] = {}
 
-        def add(row: ModuleRow, parent: ViewNode, prefix_len: int) -> None:
+        def add(row: ModuleRow, parent: ViewNode) -> None:
             for cid in row.children:
                 child = rows[cid]
-                role = cid[prefix_len:]
+                role = role_of(cid).removeprefix("blocks.*.")
                 key = f"{id(parent)}:{role}"
                 node = roles.get(key)
                 if node is None:
@@ -52,21 +54,22 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
                     parent.children.append(node)
                 node.metrics = node.metrics + child.inclusive
                 node.params += child.params
-                add(child, node, prefix_len)
+                add(child, node)
 
         for bid in blocks.children:
             block = rows[bid]
             group.metrics = group.metrics + block.inclusive
             group.params += block.params
-            add(block, group, len(bid) + 1)
+            add(block, group)
         return group
 
     return build(rows["model"])
 
 
-def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: bool = False) -> None:
-    """The hierarchy as a table with tree guides; rows over 10% of forward FLOPs (full) in red, over 3% in
-    yellow."""
+def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: bool = False,
+               by_module: bool = False) -> None:
+    """The hierarchy as a table with tree guides (rows over 10% of forward FLOPs (full) in red, over 3% in
+    yellow), then the hotspot tables, then the totals."""
     total = report.forward
     table = Table(box=None, pad_edge=False, header_style="bold", title="FLOPs per forward: torch and full "
                   "conventions; share of full; bytes moved; FLOP per byte", title_justify="left")
@@ -92,7 +95,72 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
 
     add(view_tree(report, expand_blocks), "", "", 0)
     console.print(table)
+    for hot in hotspot_tables(report, by_module):
+        console.print(hot)
     console.print(totals_panel(report))
+
+
+MEASURE_TITLES = {"flops": "FLOPs (full)", "bytes": "bytes"}
+
+
+def hotspot_tables(report: Report, by_module: bool = False) -> list[Table]:
+    """Top layers and top categories by FLOPs and by bytes; shares are of the forward total of the measure."""
+    hot = hotspots(report, by_module)
+    f = report.forward
+    kind = "modules" if by_module else "layers (roles summed over blocks)"
+    tables = []
+    for measure, value in MEASURES.items():
+        table = _hot_table(f"Top {len(hot.layers[measure])} {kind} by {MEASURE_TITLES[measure]}", "layer",
+                           with_calls=True)
+        for i, role in enumerate(hot.layers[measure], 1):
+            m = role.metrics
+            table.add_row(str(i), role.label, str(role.calls), si(m.flops_torch), si(m.flops_full), nbytes(m.bytes),
+                          percent(value(m), value(f)), role.category)
+        tables.append(table)
+    for measure, value in MEASURES.items():
+        table = _hot_table(f"Top {len(hot.categories[measure])} categories by {MEASURE_TITLES[measure]}",
+                           "category", with_calls=False)
+        for i, (name, m) in enumerate(hot.categories[measure], 1):
+            table.add_row(str(i), name, si(m.flops_torch), si(m.flops_full), nbytes(m.bytes),
+                          percent(value(m), value(f)))
+        tables.append(table)
+    return tables
+
+
+def _hot_table(title: str, label: str, with_calls: bool) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True, min_width=2)
+    table.add_column(label, no_wrap=True, min_width=20)
+    columns = (("calls", 5),) if with_calls else ()
+    for name, width in columns + (("torch", 7), ("full", 7), ("bytes", 8), ("share", 6)):
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    if with_calls:
+        table.add_column("category", no_wrap=True, overflow="ellipsis", min_width=4)
+    return table
+
+
+def hotspots_markdown(report: Report, by_module: bool = False) -> list[str]:
+    hot = hotspots(report, by_module)
+    f = report.forward
+    kind = "modules" if by_module else "layers (roles summed over the blocks)"
+    lines = []
+    for measure, value in MEASURES.items():
+        total = value(f)
+        lines += ["", f"## Top {len(hot.layers[measure])} {kind} by {MEASURE_TITLES[measure]}", "",
+                  "| # | layer | calls | FLOPs (torch) | FLOPs (full) | bytes | share | category |",
+                  "|---:|---|---:|---:|---:|---:|---:|---|"]
+        for i, role in enumerate(hot.layers[measure], 1):
+            m = role.metrics
+            lines.append(f"| {i} | `{role.label}` | {role.calls} | {flops(m.flops_torch)} | {flops(m.flops_full)} | "
+                         f"{nbytes(m.bytes)} | {percent(value(m), total)} | {role.category} |")
+    for measure, value in MEASURES.items():
+        total = value(f)
+        lines += ["", f"## Top {len(hot.categories[measure])} categories by {MEASURE_TITLES[measure]}", "",
+                  "| # | category | FLOPs (torch) | FLOPs (full) | bytes | share |", "|---:|---|---:|---:|---:|---:|"]
+        for i, (name, m) in enumerate(hot.categories[measure], 1):
+            lines.append(f"| {i} | {name} | {flops(m.flops_torch)} | {flops(m.flops_full)} | {nbytes(m.bytes)} | "
+                         f"{percent(value(m), total)} |")
+    return lines
 
 
 def totals_panel(report: Report) -> Panel:
@@ -124,7 +192,7 @@ def totals_panel(report: Report) -> Panel:
     return Panel(grid, title="totals", expand=False)
 
 
-def summary_markdown(report: Report, command: str) -> str:
+def summary_markdown(report: Report, command: str, by_module: bool = False) -> str:
     t = report.totals
     f = report.forward
     lines = [
@@ -152,6 +220,7 @@ def summary_markdown(report: Report, command: str) -> str:
             f"| {name} | {flops(m.flops_torch)} | {percent(m.flops_torch, f.flops_torch)} | {flops(m.flops_full)} | "
             f"{percent(m.flops_full, f.flops_full)} | {nbytes(m.bytes)} | {percent(m.bytes, f.bytes)} |"
         )
+    lines += hotspots_markdown(report, by_module)
     unknown = report.ledger["unknown"]
     lines += ["", "## Ledger", "", f"{report.ledger['nodes']:,} graph nodes: {report.ledger['costed']:,} costed, "
               f"{sum(report.ledger['zero_cost'].values()):,} zero-cost metadata, "

@@ -42,6 +42,15 @@ class ModuleRow:
             "children": self.children,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ModuleRow:
+        """A module entry of report.json back to a row (compare reads reports from disk)."""
+        return cls(
+            id=d["id"], parent=d["parent"], type=d["type"], category=d["category"], calls=d["calls"],
+            params=d["params"], param_bytes=d["param_bytes"], exclusive=Metrics.from_dict(d["exclusive"]),
+            inclusive=Metrics.from_dict(d), output_bytes=d["output_bytes"], children=list(d["children"]),
+        )
+
 
 @dataclass
 class Report:
@@ -109,13 +118,13 @@ def _share(part: int, whole: int) -> float:
     return round(part / whole, 6) if whole else 0.0
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Write to a temp file beside `path`, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -180,20 +180,47 @@ class Trace:
     peak_activation_bytes: int
 
 
-def trace_model(config: WanConfig, policy: PrecisionPolicy, latent, batch: int, strict: bool = False) -> Trace:
-    """Build `config` on meta, FX-trace its forward and cost every node."""
+def trace_graph(config: WanConfig, policy: PrecisionPolicy) -> torch.fx.GraphModule:
+    """Build `config` on meta and FX-trace its forward. The graph does not depend on the input shapes (they
+    are read off the proxies), so one graph serves every frame count and resolution."""
     model = build_model(config, policy)
+    concrete = {"clip_fea": None, "y": None} if config.model_type == "t2v" else {}
+    graph = WanTracer().trace(model, concrete_args=concrete)
+    return torch.fx.GraphModule(model, graph)
+
+
+def cost_graph(gm: torch.fx.GraphModule, config: WanConfig, policy: PrecisionPolicy, latent, batch: int,
+               strict: bool = False) -> CostInterpreter:
+    """Run a traced graph on meta inputs of one geometry, costing every node; the interpreter keeps the
+    records and can tell the peak activation bytes."""
     inputs = make_inputs(config, latent, policy, batch=batch)
-    concrete = {name: None for name in ("clip_fea", "y") if name not in inputs}
-    tracer = WanTracer()
-    graph = tracer.trace(model, concrete_args=concrete)
-    gm = torch.fx.GraphModule(model, graph)
     interpreter = CostInterpreter(gm, strict)
     # placeholders follow forward's signature; concrete (None) arguments keep a placeholder on some versions
     signature = ("x", "t", "context", "clip_fea", "y")
-    count = sum(n.op == "placeholder" for n in graph.nodes)
+    count = sum(n.op == "placeholder" for n in gm.graph.nodes)
     interpreter.run(*(inputs.get(name) for name in signature[:count]))
-    return Trace(model, interpreter.records, interpreter.peak_activation_bytes())
+    return interpreter
+
+
+def trace_model(config: WanConfig, policy: PrecisionPolicy, latent, batch: int, strict: bool = False) -> Trace:
+    """Build `config` on meta, FX-trace its forward and cost every node."""
+    gm = trace_graph(config, policy)
+    interpreter = cost_graph(gm, config, policy, latent, batch, strict)
+    return Trace(gm, interpreter.records, interpreter.peak_activation_bytes())
+
+
+REPLICATED = "blocks.1"  # the traced block that stands for blocks 1..N-1
+
+
+def in_block1(r: NodeCost) -> bool:
+    return r.module == REPLICATED or r.module.startswith(REPLICATED + ".")
+
+
+def replication_weights(records: list[NodeCost], num_layers: int) -> list[int]:
+    """How many times each record of a 2-block trace counts in the `num_layers`-block model: what
+    `replicate_blocks` does, as multiplicities, for totals that need no per-block ids (sweeps)."""
+    copies = max(num_layers - 1, 1)
+    return [copies if num_layers > 2 and in_block1(r) else 1 for r in records]
 
 
 def replicate_blocks(records: list[NodeCost], num_layers: int) -> list[NodeCost]:
@@ -202,10 +229,7 @@ def replicate_blocks(records: list[NodeCost], num_layers: int) -> list[NodeCost]
     graphs are identical. Each copy gets its own ids."""
     if num_layers <= 2:
         return records
-    prefix = "blocks.1"
-
-    def in_block1(r: NodeCost) -> bool:
-        return r.module == prefix or r.module.startswith(prefix + ".")
+    prefix = REPLICATED
 
     block1 = [r for r in records if in_block1(r)]
     first = next(i for i, r in enumerate(records) if in_block1(r))

@@ -1,0 +1,240 @@
+"""Sweeps: one row per workload over frames x sizes x steps x precisions, to see how the cost moves.
+
+Work is reused across points. The FX graph does not depend on frames or resolution (shapes are read off
+the proxies), so it is traced once per precision policy and only re-run on meta inputs of each geometry;
+block 1 of the 2-block graph is weighted N-1 times instead of copied; and one forward is costed once per
+(precision, batch, latent), since steps and CFG only multiply it. A row is what `analyze` reports for the
+same workload (tested), less the per-module tree."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from wan_reference import Geometry, GeometryError, WanConfig, get_policy
+
+from . import __version__
+from .analysis import categorize, forward_total, load_config_source
+from .categories import CATEGORIES
+from .metrics import Metrics
+from .report import SCHEMA_VERSION, write_atomic
+from .trace import cost_graph, replication_weights, trace_graph
+from .units import flops, nbytes
+from .workload import PRESETS, Workload, WorkloadError, resolve
+
+CONVENTIONS = ("torch", "full", "bytes")
+PLOTS = {"flops_vs_tokens.png": "FLOPs per forward vs tokens, by category",
+         "self_attention_share.png": "Self-attention core share vs tokens"}
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run: a malformed list or a point the model cannot take; one line."""
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise SweepError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    return values
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """`832x480,1280x720` -> [(832, 480), (1280, 720)]: width x height, as video sizes are written."""
+    sizes = []
+    for item in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", item)
+        if not m:
+            raise SweepError(f"--size: expected WIDTHxHEIGHT (e.g. 832x480), got {item!r}")
+        sizes.append((int(m[1]), int(m[2])))
+    return sizes
+
+
+def default_preset(config: WanConfig) -> str:
+    """The 480p preset of the model's task (flf2v has only a 720p one)."""
+    return {"t2v": "t2v-480p", "i2v": "i2v-480p"}.get(config.model_type, "flf2v-720p")
+
+
+def plan(config: WanConfig, preset: str, frames: list[int] | None, sizes: list[tuple[int, int]] | None,
+         steps: list[int] | None, precisions: list[str] | None, cfg: bool | None) -> list[tuple[Workload, Geometry]]:
+    """Every point, checked before any is costed, so a bad one fails the sweep before anything is written."""
+    if preset not in PRESETS:
+        raise SweepError(f"--workload: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    points = []
+    for precision in precisions or [base.precision]:
+        for n_steps in steps or [base.steps]:
+            for width, height in sizes or [(base.width, base.height)]:
+                for n_frames in frames or [base.frames]:
+                    try:
+                        points.append(resolve(preset, config, frames=n_frames, height=height, width=width,
+                                              steps=n_steps, cfg=cfg, precision=precision))
+                    except (WorkloadError, GeometryError) as exc:
+                        raise SweepError(f"sweep point {n_frames} frames {width}x{height} steps {n_steps} "
+                                         f"{precision}: {exc}") from None
+    return points
+
+
+@dataclass(frozen=True)
+class Row:
+    workload: Workload
+    geometry: Geometry
+    forward: Metrics
+    categories: dict[str, Metrics]
+    activation_bytes: int
+
+    @property
+    def generation(self) -> Metrics:
+        return self.forward.times(self.workload.forwards_per_step * self.workload.steps)
+
+    def shares(self, convention: str) -> dict[str, float]:
+        value = _measure(convention)
+        total = value(self.forward)
+        return {c: round(value(m) / total, 6) if total else 0.0 for c, m in self.categories.items()}
+
+    def to_dict(self) -> dict:
+        g = self.geometry
+        return {
+            "workload": self.workload.to_dict(),
+            "geometry": {"latent": list(g.latent), "grid": list(g.grid), "tokens": g.tokens},
+            "forward": self.forward.to_dict(),
+            "generation": self.generation.to_dict(),
+            "activation_bytes": self.activation_bytes,
+            "categories": {c: m.to_dict() for c, m in self.categories.items()},
+            "shares": {conv: self.shares(conv) for conv in CONVENTIONS},
+        }
+
+
+def _measure(convention: str) -> Callable[[Metrics], int]:
+    return {"torch": lambda m: m.flops_torch, "full": lambda m: m.flops_full, "bytes": lambda m: m.bytes}[convention]
+
+
+class Coster:
+    """Costs one forward per (precision, batch, latent), tracing the graph once per precision policy."""
+
+    def __init__(self, config: WanConfig, strict: bool = False):
+        self.config = config
+        self.traced_config = dataclasses.replace(config, num_layers=min(config.num_layers, 2))
+        self.strict = strict
+        self._graphs: dict[str, torch.fx.GraphModule] = {}
+        self._forwards: dict[tuple, tuple[Metrics, dict[str, Metrics], int]] = {}
+
+    def __call__(self, workload: Workload, geo: Geometry) -> Row:
+        key = (workload.precision, workload.batch, tuple(geo.latent))
+        if key not in self._forwards:
+            policy = get_policy(workload.precision)
+            if workload.precision not in self._graphs:
+                self._graphs[workload.precision] = trace_graph(self.traced_config, policy)
+            run = cost_graph(self._graphs[workload.precision], self.traced_config, policy, geo.latent,
+                             workload.batch, self.strict)
+            weights = replication_weights(run.records, self.config.num_layers)
+            self._forwards[key] = (forward_total(run.records, weights), categorize(run.records, weights),
+                                   run.peak_activation_bytes())
+        forward, categories, activation_bytes = self._forwards[key]
+        return Row(workload, geo, forward, categories, activation_bytes)
+
+
+@dataclass
+class Sweep:
+    config: WanConfig
+    source: dict  # config path, sha256, format (as in report.json)
+    preset: str
+    rows: list[Row]
+
+    def to_dict(self, command: str) -> dict:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "sweep",
+            "command": command,
+            "tool": {"name": "wantrace", "version": __version__, "torch": torch.__version__.split("+")[0]},
+            "model": {**self.source, "variant": self.config.model_type, "dims": self.config.to_dict()},
+            "base_workload": self.preset,
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+    def to_csv(self) -> str:
+        slug = {c: re.sub(r"[^a-z0-9]+", "_", c.lower()).strip("_") for c in CATEGORIES}
+        header = ["workload", "frames", "width", "height", "batch", "steps", "cfg", "precision", "tokens",
+                  "forward_flops_torch", "forward_flops_full", "forward_bytes", "generation_flops_torch",
+                  "generation_flops_full", "generation_bytes", "activation_bytes"]
+        header += [f"share_{conv}_{slug[c]}" for conv in CONVENTIONS for c in CATEGORIES]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        for row in self.rows:
+            w, f, g = row.workload, row.forward, row.generation
+            shares = {conv: row.shares(conv) for conv in CONVENTIONS}
+            writer.writerow([w.id, w.frames, w.width, w.height, w.batch, w.steps, int(w.cfg), w.precision,
+                             row.geometry.tokens, f.flops_torch, f.flops_full, f.bytes, g.flops_torch, g.flops_full,
+                             g.bytes, row.activation_bytes]
+                            + [shares[conv][c] for conv in CONVENTIONS for c in CATEGORIES])
+        return buf.getvalue()
+
+
+def run_sweep(config: WanConfig | str | Path, preset: str | None = None, *, frames: list[int] | None = None,
+              sizes: list[tuple[int, int]] | None = None, steps: list[int] | None = None,
+              precisions: list[str] | None = None, cfg: bool | None = None, strict: bool = False,
+              on_point: Callable[[Workload], None] | None = None) -> Sweep:
+    """Cost every point of frames x sizes x steps x precisions (None: the preset's value); `on_point` is called
+    after each (progress bars)."""
+    config, source = load_config_source(config)
+    preset = preset or default_preset(config)
+    points = plan(config, preset, frames, sizes, steps, precisions, cfg)
+    coster = Coster(config, strict)
+    rows = []
+    for workload, geo in points:
+        rows.append(coster(workload, geo))
+        if on_point:
+            on_point(workload)
+    return Sweep(config, source, preset, rows)
+
+
+def summary_markdown(sweep: Sweep, command: str, plots: list[str]) -> str:
+    s = sweep.source
+    lines = [
+        f"`{command}`",
+        "",
+        f"# wantrace sweep: Wan2.1 {sweep.config.model_type}, {len(sweep.rows)} workloads",
+        "",
+        f"- config: `{s['config']}` (sha256 `{(s['config_sha256'] or '')[:12]}`); base workload `{sweep.preset}`",
+        "- per forward unless marked; shares are of one forward's total in each convention "
+        "(docs/conventions.md); every row is also in `sweep.csv` and, with all categories, in `sweep.json`",
+        "",
+    ]
+    lines += [f"![{PLOTS[name]}]({name})\n" for name in plots]
+    lines += ["| workload | tokens | FLOPs (torch) | FLOPs (full) | bytes | FLOPs/generation (torch) | "
+              "self-attn share (torch) | self-attn share (bytes) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in sweep.rows:
+        f = row.forward
+        lines.append(
+            f"| {row.workload.id} | {row.geometry.tokens:,} | {flops(f.flops_torch)} | {flops(f.flops_full)} | "
+            f"{nbytes(f.bytes)} | {flops(row.generation.flops_torch)} | "
+            f"{100 * row.shares('torch')['self-attention core']:.1f}% | "
+            f"{100 * row.shares('bytes')['self-attention core']:.1f}% |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(sweep: Sweep, out: Path, command: str, plots: bool = True) -> list[Path]:
+    """sweep.csv, sweep.json, the PNG plots and summary.md; everything is rendered before the first file is
+    written, and each file is written atomically."""
+    from .plots import render_plots
+
+    files: dict[str, str | bytes] = {
+        "sweep.csv": sweep.to_csv(),
+        "sweep.json": json.dumps(sweep.to_dict(command), indent=1) + "\n",
+    }
+    if plots:
+        files.update(render_plots(sweep))
+    files["summary.md"] = summary_markdown(sweep, command, [name for name in PLOTS if name in files])
+    for name, content in files.items():
+        write_atomic(out / name, content)
+    return [out / name for name in files]
