@@ -71,3 +71,18 @@ def test_cuda_without_cuda_is_one_line_exit_2(tmp_path):
         verify(TINY_T2V, device="cpu", counters=True)
     with pytest.raises(VerifyError, match="--blocks: must be between 1 and 2"):
         verify(TINY_T2V, device="cpu", blocks=5)
+
+
+def test_verification_table_renders_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    result = verify(TINY_T2V, "ci-tiny", device="cpu", repeats=1)
+    (tmp_path / "tiny-cpu.json").write_text(json.dumps(result.to_dict()))
+    path = Path(__file__).resolve().parent.parent / "scripts" / "verification_table.py"
+    spec = importlib.util.spec_from_file_location("verification_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.render(tmp_path)
+    assert "| tiny-cpu | bf16 | 512 | 2 of 2 |" in text
+    assert "| self-attention core |" in text and "| pass |" in text
