@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from wan_reference import WanConfig, get_policy
+from wan_reference import WanConfig, build_model, get_policy
 from wan_reference.config import read_config
 
 from . import __version__
@@ -18,7 +18,7 @@ from .metrics import ZERO, Metrics
 from .report import SCHEMA_VERSION, ModuleRow, Report
 from .rules import FULL_CONSTANTS
 from .trace import ROOT, NodeCost, replicate_blocks, trace_model
-from .workload import Workload, resolve
+from .workload import Workload, check, resolve
 
 CONVENTIONS = {
     "torch": "what torch.utils.flop_counter.FlopCounterMode counts: 2 FLOPs per multiply-add in matmuls, "
@@ -46,7 +46,7 @@ def analyze(
     full trace, faster."""
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
-        workload, geo = resolve_resolved(workload, config)
+        workload, geo = check(workload, config)
     else:
         workload, geo = resolve(workload, config, **overrides)
     policy = get_policy(workload.precision)
@@ -55,8 +55,6 @@ def analyze(
     traced_config = dataclasses.replace(config, num_layers=traced_layers)
     trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
     records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
-
-    from wan_reference import build_model
 
     full_model = build_model(config, policy)  # parameters of every block, free on meta
     modules = roll_up(records, full_model)
@@ -115,13 +113,6 @@ def config_path_display(path: Path) -> Path:
         return path.resolve().relative_to(Path.cwd())
     except ValueError:
         return path
-
-
-def resolve_resolved(workload: Workload, config: WanConfig):
-    base_overrides = {k: getattr(workload, k) for k in ("frames", "height", "width", "batch", "steps", "cfg",
-                                                         "precision")}
-    resolved, geo = resolve("ci-tiny", config, **base_overrides)
-    return dataclasses.replace(resolved, id=workload.id), geo
 
 
 def roll_up(records: list[NodeCost], model: torch.nn.Module) -> list[ModuleRow]:

@@ -52,24 +52,29 @@ def resolve(preset: str, config: WanConfig, **overrides) -> tuple[Workload, Geom
     if preset not in PRESETS:
         raise WorkloadError(f"workload: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     base = PRESETS[preset]
-    if config.model_type not in base.tasks:
-        raise WorkloadError(
-            f"workload: preset {preset!r} is for {'/'.join(base.tasks)} models, but the config is "
-            f"{config.model_type}; use a {config.model_type} preset or ci-tiny"
-        )
     changes = {k: v for k, v in overrides.items() if k in _OVERRIDABLE and v is not None and v != getattr(base, k)}
     unknown = set(overrides) - set(_OVERRIDABLE)
     if unknown:
         raise TypeError(f"unknown workload fields: {sorted(unknown)}")
+    suffix = "".join(f"+{k}={_show(v)}" for k, v in changes.items())
+    return check(dataclasses.replace(base, id=preset + suffix, **changes), config)
+
+
+def check(workload: Workload, config: WanConfig) -> tuple[Workload, Geometry]:
+    """Validate a workload against the model; return it with its geometry."""
+    if config.model_type not in workload.tasks:
+        raise WorkloadError(
+            f"workload: preset {workload.id.split('+')[0]!r} is for {'/'.join(workload.tasks)} models, but the "
+            f"config is {config.model_type}; use a {config.model_type} preset or ci-tiny"
+        )
     for name in ("batch", "steps"):
-        value = changes.get(name, getattr(base, name))
+        value = getattr(workload, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise WorkloadError(f"{name}: must be a positive integer, got {value!r}")
-    precision = changes.get("precision", base.precision)
-    if precision not in POLICIES:
-        raise WorkloadError(f"precision: unknown policy {precision!r}; choose one of {', '.join(POLICIES)}")
-    suffix = "".join(f"+{k}={_show(v)}" for k, v in changes.items())
-    workload = dataclasses.replace(base, id=preset + suffix, **changes)
+    if workload.precision not in POLICIES:
+        raise WorkloadError(
+            f"precision: unknown policy {workload.precision!r}; choose one of {', '.join(POLICIES)}"
+        )
     geo = geometry(workload.frames, workload.height, workload.width, config.patch_size, config.rope_max_seq_len)
     return workload, geo
 
