@@ -21,6 +21,7 @@ from collections import Counter
 import torch
 
 from .categories import CATEGORIES, category_of
+from .roles import role_of
 
 TENSOR_GATE = 0.01
 METRICS = {
@@ -76,12 +77,12 @@ def by_role(kernels: list[dict], analytic_ids: Counter) -> list[dict]:
     for k in kernels:
         if not k["stack"] or k["stack"][0] != "wantrace" or not k["tensor_bf16"] + k["tensor_tf32"]:
             continue
-        role = re.sub(r"^blocks\.\d+\.", "blocks.*.", k["range"])
+        role = role_of(k["range"])
         entry = roles.setdefault(role, {"role": role, "kernels": Counter(), "tensor_flops": 0, "analytic": 0})
         entry["kernels"][k["name"][:90]] += 1
         entry["tensor_flops"] += k["tensor_bf16"] + k["tensor_tf32"]
     for ident, flops in analytic_ids.items():
-        role = re.sub(r"^blocks\.\d+\.", "blocks.*.", ident)
+        role = role_of(ident)
         if role in roles:
             roles[role]["analytic"] += flops
     out = []
