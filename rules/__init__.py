@@ -5,6 +5,6 @@ two conventions (`torch`, as FlopCounterMode counts; `full`, every op with the c
 (`wan_reference`) nor the machinery (`wantrace`); docs/conventions.md documents every constant."""
 
 from . import activations, attention, conv, elementwise, matmul, memory, norms, views  # noqa: F401  (register)
-from .base import FULL_CONSTANTS, METADATA, RULES, Cost, OpCall, Rule, TensorSpec, lookup, rule
+from .base import FULL_CONSTANTS, METADATA, RULES, Cost, Gemm, OpCall, Rule, TensorSpec, lookup, rule
 
-__all__ = ["FULL_CONSTANTS", "METADATA", "RULES", "Cost", "OpCall", "Rule", "TensorSpec", "lookup", "rule"]
+__all__ = ["FULL_CONSTANTS", "METADATA", "RULES", "Cost", "Gemm", "OpCall", "Rule", "TensorSpec", "lookup", "rule"]

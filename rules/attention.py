@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch.nn.functional as F
 
-from .base import FULL_CONSTANTS, Cost, OpCall, rule
+from .base import FULL_CONSTANTS, Cost, Gemm, OpCall, rule
 
 
 @rule(F.scaled_dot_product_attention, family="attention")
@@ -18,9 +20,8 @@ def sdpa(call: OpCall):
         raise NotImplementedError("masked or dropout attention")
     *batch, sq, d = q.shape
     sk, dv = k.shape[-2], v.shape[-1]
-    scores = sq * sk
-    for n in batch:
-        scores *= n
-    torch_flops = 2 * scores * d + 2 * scores * dv
-    full = torch_flops + FULL_CONSTANTS["softmax_per_score"] * scores
-    return Cost(torch_flops, full, q.nbytes + k.nbytes + v.nbytes, call.bytes_written)
+    heads = math.prod(batch)
+    gemms = (Gemm(heads, sq, sk, d), Gemm(heads, sq, dv, sk))  # S = Q Kᵀ, then O = P V
+    torch_flops = sum(g.flops for g in gemms)
+    full = torch_flops + FULL_CONSTANTS["softmax_per_score"] * heads * sq * sk
+    return Cost(torch_flops, full, q.nbytes + k.nbytes + v.nbytes, call.bytes_written, gemms=gemms)

@@ -92,12 +92,32 @@ class OpCall:
 
 
 @dataclass(frozen=True)
+class Gemm:
+    """One matrix product an op is made of, `count` times: an [m, k·taps] x [k·taps, n] product, where `m`
+    indexes output rows (tokens, output positions, queries), `n` output columns (features, channels, keys)
+    and the reduction runs over `taps` filter taps of `k` each (taps = 1 but for convolutions). The torch
+    convention counts 2 FLOPs per multiply-add; the machinery pads these dimensions to the tiles a GPU
+    kernel ran with to predict the tensor-core work it executes."""
+
+    count: int
+    m: int
+    n: int
+    k: int
+    taps: int = 1
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.count * self.m * self.n * self.k * self.taps
+
+
+@dataclass(frozen=True)
 class Cost:
     flops_torch: int = 0  # what torch.utils.flop_counter.FlopCounterMode counts
     flops_full: int = 0  # every op, with the rule book's constants
     bytes_read: int = 0
     bytes_written: int = 0
     metadata: bool = False  # a zero-cost metadata op (view, no-op cast, getattr): goes to the ledger
+    gemms: tuple[Gemm, ...] = ()  # matrix products (matmul, conv, attention); their FLOPs are flops_torch
 
     @property
     def bytes(self) -> int:
@@ -110,6 +130,12 @@ METADATA = Cost(metadata=True)
 def moved(call: OpCall, flops_torch: int = 0, flops_full: int = 0) -> Cost:
     """An unfused eager kernel: reads every input once, writes every output once."""
     return Cost(flops_torch, flops_full, call.bytes_read, call.bytes_written)
+
+
+def products(call: OpCall, gemms: tuple[Gemm, ...], extra_full: int = 0) -> Cost:
+    """An unfused matrix-product kernel: `torch` FLOPs are the products', `full` adds `extra_full`."""
+    flops = sum(g.flops for g in gemms)
+    return Cost(flops, flops + extra_full, call.bytes_read, call.bytes_written, gemms=gemms)
 
 
 @dataclass(frozen=True)

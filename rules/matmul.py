@@ -3,39 +3,42 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 
 import torch
 import torch.nn.functional as F
 
-from .base import METADATA, OpCall, moved, rule
+from .base import METADATA, Gemm, OpCall, moved, products, rule
 
 
 @rule(F.linear, family="matmul")
 def linear(call: OpCall):
     """x [..., K] @ w[N, K]^T (+ b): torch 2·M·N·K (bias ignored, as FlopCounterMode's addmm);
     full 2·M·N·K + M·N with a bias."""
-    x, bias = call.arg(0, "input"), call.arg(2, "bias")
-    macs = call.out.numel * x.shape[-1]
-    return moved(call, 2 * macs, 2 * macs + (call.out.numel if bias is not None else 0))
+    x, w, bias = call.arg(0, "input"), call.arg(1, "weight"), call.arg(2, "bias")
+    n = w.shape[0] if len(w.shape) == 2 else 1
+    gemm = Gemm(1, call.out.numel // n, n, x.shape[-1])
+    return products(call, (gemm,), call.out.numel if bias is not None else 0)
 
 
 @rule(torch.matmul, operator.matmul, torch.bmm, torch.mm, "Tensor.matmul", "Tensor.bmm", "Tensor.mm",
       family="matmul")
 def matmul(call: OpCall):
     """a [..., M, K] @ b [..., K, N]: 2·K per output element (vector operands: a dot product)."""
-    a = call.args[0]
-    k = a.shape[-1]
-    return moved(call, 2 * call.out.numel * k, 2 * call.out.numel * k)
+    a, b = call.args[0], call.args[1]
+    m = a.shape[-2] if len(a.shape) >= 2 else 1
+    n = b.shape[-1] if len(b.shape) >= 2 else 1
+    return products(call, (_batched(call.out.numel, m, n, a.shape[-1]),))
 
 
 @rule(torch.addmm, torch.baddbmm, "Tensor.addmm", "Tensor.baddbmm", family="matmul")
 def addmm(call: OpCall):
     """bias + a @ b: torch 2·M·N·K (the add is not counted); full adds M·N."""
-    a = call.args[1]
-    macs = call.out.numel * a.shape[-1]
-    return moved(call, 2 * macs, 2 * macs + call.out.numel)
+    a, b = call.args[1], call.args[2]
+    gemm = _batched(call.out.numel, a.shape[-2], b.shape[-1], a.shape[-1])
+    return products(call, (gemm,), call.out.numel)
 
 
 @rule(torch.einsum, family="matmul")
@@ -49,12 +52,22 @@ def einsum(call: OpCall):
         return METADATA if call.aliases_input else moved(call)
     if len(operands) != 2:
         raise NotImplementedError("einsum with more than two operands")
-    inputs = re.sub(r"\s", "", equation).split("->")[0].split(",")
+    lhs, _, out = re.sub(r"\s", "", equation).partition("->")
+    a, b = lhs.split(",")
     sizes: dict[str, int] = {}
-    for letters, spec in zip(inputs, operands, strict=True):
+    for letters, spec in zip((a, b), operands, strict=True):
         for letter, n in zip(letters, spec.shape, strict=True):
             sizes[letter] = max(sizes.get(letter, 1), n)
-    flops = 2
-    for n in sizes.values():
-        flops *= n
-    return moved(call, flops, flops)
+
+    def size(letters) -> int:
+        return math.prod(sizes[c] for c in letters)
+
+    batch = [c for c in sizes if c in a and c in b and c in out]
+    rows = [c for c in sizes if c in a and c not in b and c in out]
+    cols = [c for c in sizes if c in b and c not in a and c in out]
+    depth = [c for c in sizes if c not in batch + rows + cols]  # contracted (or summed away)
+    return products(call, (Gemm(size(batch), size(rows), size(cols), size(depth)),))
+
+
+def _batched(out_numel: int, m: int, n: int, k: int) -> Gemm:
+    return Gemm(out_numel // (m * n) if m * n else 0, m, n, k)

@@ -6,6 +6,8 @@
 # then run it there with `.whl` carried:  bash scripts/device_verify.sh RUNS_FILE
 # RUNS_FILE has one run per line: <name> <verify arguments...> (blank lines and # comments skipped).
 # Locally, `DEVICE=cpu bash scripts/device_verify.sh scripts/runs-cpu.txt` exercises the same path.
+# RUN_TIMEOUT=<seconds> stops any one run after that long (its line then reports exit 124); the archive is
+# rewritten after every run, so a call cut short still brings back the runs that finished.
 set -uo pipefail
 runs_file=$(realpath "$1")
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,10 +26,11 @@ while read -r name args; do
   echo "=== $name: wantrace verify $args"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  python3 -m wantrace.cli verify --device "${DEVICE:-cuda}" ${args//REPO/$repo} --out "$out/verification/$name" 2>&1 | tail -n 30
+  timeout "${RUN_TIMEOUT:-0}" python3 -m wantrace.cli verify --device "${DEVICE:-cuda}" ${args//REPO/$repo} \
+    --out "$out/verification/$name" 2>&1 | tail -n 40
   rc=${PIPESTATUS[0]}
   echo "=== $name: exit $rc in $(( $(date +%s) - start )) s"
   [ "$rc" -eq 0 ] || status=1
+  tar -czf "$out/verification.tar.gz" -C "$out" verification
 done < "$runs_file"
-tar -czf "$out/verification.tar.gz" -C "$out" verification
 exit $status

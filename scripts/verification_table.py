@@ -60,22 +60,25 @@ def render(folder: Path) -> str:
             )
         counters = d.get("counters")
         if counters:
-            lines += ["", f"Nsight Compute counters: tensor-core FLOPs {counters['tensor_flops']:,} vs analytic "
-                      f"{counters['analytic_tensor_flops']:,} (ratio {counters['tensor_ratio']:.4f}, gate "
-                      f"{counters['tensor_gate']:.0%}: {'pass' if counters['pass'] else 'FAIL'}); "
-                      f"{counters['kernels']} kernels.", "",
-                      "| category | tensor FLOPs / analytic | FP32+FP64 thread FLOPs / analytic full (non-tensor) | "
-                      "DRAM bytes / analytic bytes | kernel time |", "|---|---:|---:|---:|---:|"]
+            lines += ["", f"Nsight Compute counters ({counters['metric_set']} metrics, {counters['replay']} replay, "
+                      f"{counters['kernels']:,} kernels, {counters['ncu_seconds']:.0f} s under ncu): tensor-core FLOPs "
+                      f"{counters['tensor_flops']:,} measured vs {counters['analytic_tensor_flops']:,} analytic "
+                      f"(ratio {counters['tensor_ratio']:.4f}) and {counters['executed_tensor_flops']:,} analytic in "
+                      f"the kernels' tiles (ratio {counters['executed_ratio']:.6f}; "
+                      f"gate {counters['tensor_gate']:.0%}: {'pass' if counters['pass'] else 'FAIL'}).", "",
+                      "| category | tensor FLOPs / analytic | / analytic in tiles | FP32+FP64 thread FLOPs / analytic "
+                      "full (non-tensor) | DRAM bytes / analytic bytes | kernel time |",
+                      "|---|---:|---:|---:|---:|---:|"]
             for c in counters["categories"]:
                 if not c["kernels"]:
                     continue
-                lines.append(f"| {c['category']} | {_r(c['tensor_ratio'])} | {_r(c['scalar_ratio'])} | "
-                             f"{_r(c['bytes_ratio'])} | {c['time_ms']:.2f} ms |")
-            if counters.get("roles"):
-                lines += ["", "| role | tensor FLOPs / analytic | kernel |", "|---|---:|---|"]
-                for r in counters["roles"]:
-                    kernel = ", ".join(f"`{k}` x{n}" for k, n in r["kernels"].items())
-                    lines.append(f"| {r['role']} | {_r(r['ratio'])} | {kernel} |")
+                time_ms = f"{c['time_ms']:.2f} ms" if c["time_ms"] is not None else "-"
+                lines.append(f"| {c['category']} | {_r(c['tensor_ratio'])} | {_r(c['executed_ratio'])} | "
+                             f"{_r(c['scalar_ratio'])} | {_r(c['bytes_ratio'])} | {time_ms} |")
+            lines += ["", "| role | tensor FLOPs / analytic | / analytic in tiles | kernel |", "|---|---:|---:|---|"]
+            for r in counters["roles"]:
+                kernel = ", ".join(f"`{k}` x{n}" for k, n in r["kernels"].items())
+                lines.append(f"| {r['role']} | {_r(r['ratio'])} | {_r(r['executed_ratio'])} | {kernel} |")
     return "\n".join(lines) + "\n"
 
 

@@ -238,3 +238,19 @@ def test_attention_bytes_follow_flash_model():
     row = report.module("blocks.3.self_attn.attention")
     # inside the scope: q, k, v casts to bf16 are no-ops (bf16 policy), SDPA reads 3 x [L, D] and writes [L, D]
     assert row.inclusive.bytes == 4 * 32_760 * 5120 * torch.bfloat16.itemsize
+
+
+@pytest.mark.parametrize("name", ["wan2.1-i2v-14b-480p", "wan2.1-tiny-t2v"])
+def test_matrix_products_carry_the_torch_flops(name):
+    """Every matmul, conv and attention node names the products it is made of (what verify --counters pads
+    to kernel tiles), and their FLOPs are the node's torch FLOPs."""
+    from wan_reference import get_policy
+    from wantrace.trace import trace_model
+
+    config = config_of(name)
+    wl, geo = resolve("ci-tiny", config)
+    records = trace_model(config, get_policy("bf16"), geo.latent, wl.batch).records
+    products = [r for r in records if r.kind == "costed" and r.family in ("matmul", "conv", "attention")]
+    assert {r.family for r in products} == {"matmul", "conv", "attention"}
+    for r in products:
+        assert r.cost.gemms and sum(g.flops for g in r.cost.gemms) == r.cost.flops_torch, (r.module, r.name)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wantrace.rules import FULL_CONSTANTS, METADATA, RULES, OpCall, TensorSpec, lookup
+from wantrace.rules import FULL_CONSTANTS, METADATA, RULES, Gemm, OpCall, TensorSpec, lookup
 
 BF16, FP32, C64 = torch.bfloat16, torch.float32, torch.complex64
 
@@ -36,6 +36,7 @@ def test_linear():
     assert c.flops_torch == 2 * 20 * 32 * 64
     assert c.flops_full == 2 * 20 * 32 * 64 + 20 * 32
     assert c.bytes_read == (2 * 10 * 64 + 32 * 64 + 32) * 2 and c.bytes_written == 2 * 10 * 32 * 2
+    assert c.gemms == (Gemm(1, 20, 32, 64),)
 
 
 def test_conv_patch_embedding():
@@ -44,6 +45,7 @@ def test_conv_patch_embedding():
     tokens = 21 * 30 * 52
     assert c.flops_torch == 2 * tokens * 5120 * 64
     assert c.flops_full == c.flops_torch + tokens * 5120
+    assert c.gemms == (Gemm(1, tokens, 5120, 16, taps=4),)  # implicit GEMM: 16 channels at each of 4 taps
 
 
 def test_sdpa_self_and_cross():
@@ -54,6 +56,7 @@ def test_sdpa_self_and_cross():
     assert c.flops_full == c.flops_torch + FULL_CONSTANTS["softmax_per_score"] * 40 * 1000 * 512
     assert c.bytes_read == (40 * 1000 * 128 + 2 * 40 * 512 * 128) * 2  # flash: Q, K, V once
     assert c.bytes_written == 40 * 1000 * 128 * 2
+    assert c.gemms == (Gemm(40, 1000, 512, 128), Gemm(40, 1000, 128, 512))  # Q Kᵀ, then P V
 
 
 def test_layer_norm_and_activations():
@@ -95,7 +98,10 @@ def test_casts_copies_and_views():
 
 def test_einsum_two_operands_and_permutation():
     a, b = spec(2, 8, 16), spec(2, 16, 4)
+    assert cost(torch.einsum, ["bij,bjk->bik", a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)
     assert cost(torch.einsum, ["bij,bjk->bik", a, b], spec(2, 8, 4)).flops_torch == 2 * 2 * 8 * 16 * 4
+    assert cost(torch.matmul, [a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)
+    assert cost(torch.addmm, [spec(4), spec(8, 16), spec(16, 4)], spec(8, 4)).gemms == (Gemm(1, 8, 4, 16),)
     assert cost(torch.einsum, ["fhwc->cfhw", spec(2, 3, 4, 5)], spec(5, 2, 3, 4)).flops_torch == 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -15,6 +17,7 @@ from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError,
 
 from . import __version__
 from .compare import CompareError
+from .counters import METRIC_SETS, REPLAY_MODES
 from .inventory import inventory_from_file
 from .sweep import SweepError
 from .trace import UnknownOpError
@@ -162,6 +165,27 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
         console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
 
 
+@contextlib.contextmanager
+def _progress(console: Console, first: str, every_s: float = 15.0):
+    """A live status line on a terminal; in a log, a timestamped line per step, and while one step keeps
+    reporting (ncu's kernel count), one line every `every_s` seconds."""
+    if console.is_terminal:
+        with console.status(first) as status:
+            yield status.update
+        return
+    start = time.perf_counter()
+    last = {"step": None, "at": -every_s}
+
+    def line(message: str) -> None:
+        now = time.perf_counter() - start
+        step = message.partition(":")[0]
+        if step != last["step"] or now - last["at"] >= every_s:
+            console.print(f"[{now:6.1f} s] {message}", highlight=False, soft_wrap=True)
+            last.update(step=step, at=now)
+
+    yield line
+
+
 @main.command()
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
@@ -175,22 +199,28 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
 @click.option("--blocks", type=int, default=None,
               help="Run only the first N blocks (plus embeddings and head), for workloads too large for one device.")
 @click.option("--counters", is_flag=True, help="Also read Nsight Compute counters per module (CUDA, ncu).")
+@click.option("--counter-metrics", type=click.Choice(list(METRIC_SETS)), default="all", show_default=True,
+              help="Counters to read: all (tensor, FP32/FP64, DRAM, time), or tensor (tensor FLOPs and time: "
+                   "fewer replay passes; the whole 14B at ci-tiny in about 4 minutes on an H200).")
+@click.option("--counter-replay", type=click.Choice(list(REPLAY_MODES)), default="application", show_default=True,
+              help="How ncu gets its passes: re-run the whole forward once per pass, or replay each kernel in "
+                   "place (saving and restoring device memory around it: slow when the model holds tens of GB).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed forwards; the fastest is kept.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
 @one_line_errors
-def verify(device, config_path, workload, precision, frames, height, width, tolerance, blocks, counters, repeats,
-           out_dir):
+def verify(device, config_path, workload, precision, frames, height, width, tolerance, blocks, counters,
+           counter_metrics, counter_replay, repeats, out_dir):
     """Run the same model for real and check the analytic counts module by module."""
     from .report import write_atomic
     from .verify import verify as run_verify
     from .verify_view import print_result
 
     console = Console(stderr=True)
-    with console.status("verify") as status:
+    with _progress(console, "verify") as progress:
         result = run_verify(
             config_path, workload, device=device, precision=precision, tolerance=tolerance, blocks=blocks,
-            counters=counters, repeats=repeats, progress=lambda message: status.update(message),
-            frames=frames, height=height, width=width,
+            counters=counters, counter_metrics=counter_metrics, counter_replay=counter_replay, repeats=repeats,
+            progress=progress, frames=frames, height=height, width=width,
         )
     doc = result.to_dict()
     write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")

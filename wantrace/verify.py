@@ -200,6 +200,8 @@ def verify(
     tolerance: float = 0.05,
     blocks: int | None = None,
     counters: bool = False,
+    counter_metrics: str = "all",
+    counter_replay: str = "application",
     repeats: int = 3,
     seed: int = 0,
     progress=None,
@@ -274,11 +276,13 @@ def verify(
         from .counters import run_counters
         from .trace import replicate_blocks, trace_model
 
-        step("Nsight Compute counters (ncu)")
+        del model, inputs  # the profiled child builds its own copy; leave it the device memory
+        torch.cuda.empty_cache()
         traced = trace_model(dataclasses.replace(config, num_layers=min(config.num_layers, 2)), policy, geo.latent,
                              wl.batch)
         records = replicate_blocks(traced.records, config.num_layers)
-        result.counters = run_counters(config_path, wl, blocks, seed, records)
+        result.counters = run_counters(config_path, wl, blocks, seed, records, metric_set=counter_metrics,
+                                       replay=counter_replay, progress=step)
     return result
 
 

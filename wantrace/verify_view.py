@@ -57,12 +57,36 @@ def print_result(result: VerifyResult, console: Console) -> None:
 
 def _print_counters(counters: dict, console: Console) -> None:
     table = Table(title="Nsight Compute counters per category", title_justify="left")
-    for name in ("category", "analytic tensor FLOPs", "tensor FLOPs", "ratio", "FP32 FLOPs", "analytic full",
-                 "DRAM bytes", "analytic bytes"):
+    for name in ("category", "tensor FLOPs", "/ analytic", "/ in tiles", "FP32 FLOPs", "analytic full",
+                 "DRAM bytes", "analytic bytes", "kernel ms"):
         table.add_column(name, justify="left" if name == "category" else "right")
     for c in counters.get("categories", []):
-        ratio = c.get("tensor_ratio")
-        table.add_row(c["category"], flops(c["analytic_tensor_flops"]), flops(c["tensor_flops"]),
-                      f"{ratio:.4f}" if ratio is not None else "-", flops(c["fp32_flops"]),
-                      flops(c["analytic_flops_full"]), nbytes(c["dram_bytes"]), nbytes(c["analytic_bytes"]))
+        if not c["kernels"] and not c["analytic_tensor_flops"]:
+            continue
+        table.add_row(c["category"], flops(c["tensor_flops"]), _ratio(c["tensor_ratio"]),
+                      _ratio(c.get("executed_ratio")), _opt(flops, c["fp32_flops"]), flops(c["analytic_flops_full"]),
+                      _opt(nbytes, c["dram_bytes"]), nbytes(c["analytic_bytes"]), _opt("{:.2f}".format, c["time_ms"]))
     console.print(table)
+    padded = [r for r in counters.get("roles", []) if r["analytic"] and r["tensor_flops"] != r["analytic"]]
+    if padded:
+        roles = Table(title="tensor work beyond the analytic count, per role (tile padding)", title_justify="left")
+        for name in ("role", "/ analytic", "/ in tiles", "kernel"):
+            roles.add_column(name, justify="left" if name in ("role", "kernel") else "right")
+        for r in padded[:12]:
+            roles.add_row(r["role"], _ratio(r["ratio"]), _ratio(r.get("executed_ratio")), ", ".join(r["kernels"]))
+        console.print(roles)
+    gate = counters.get("executed_ratio", counters["tensor_ratio"])
+    console.print(
+        f"tensor-core FLOPs: {counters['tensor_flops']:,} measured; {counters['analytic_tensor_flops']:,} analytic "
+        f"(x{_ratio(counters['tensor_ratio'])}); {counters.get('executed_tensor_flops', 0):,} analytic in the kernels' "
+        f"tiles (x{_ratio(gate)}, gate {counters['tensor_gate']:.0%}: {'pass' if counters['pass'] else 'FAIL'}); "
+        f"{counters['kernels']:,} kernels" + (f", tiles unread for {', '.join(counters['tile_unknown'])}"
+                                               if counters.get("tile_unknown") else ""))
+
+
+def _ratio(x) -> str:
+    return f"{x:.4f}" if x is not None else "-"
+
+
+def _opt(fmt, x) -> str:
+    return fmt(x) if x is not None else "-"
