@@ -52,8 +52,10 @@ def einsum(call: OpCall):
         return METADATA if call.aliases_input else moved(call)
     if len(operands) != 2:
         raise NotImplementedError("einsum with more than two operands")
-    lhs, _, out = re.sub(r"\s", "", equation).partition("->")
+    lhs, arrow, out = re.sub(r"\s", "", equation).partition("->")
     a, b = lhs.split(",")
+    if not arrow:  # implicit output: the letters seen once, in alphabetical order
+        out = "".join(sorted(c for c in set(a + b) if (a + b).count(c) == 1))
     sizes: dict[str, int] = {}
     for letters, spec in zip((a, b), operands, strict=True):
         for letter, n in zip(letters, spec.shape, strict=True):

@@ -100,6 +100,7 @@ def test_einsum_two_operands_and_permutation():
     a, b = spec(2, 8, 16), spec(2, 16, 4)
     assert cost(torch.einsum, ["bij,bjk->bik", a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)
     assert cost(torch.einsum, ["bij,bjk->bik", a, b], spec(2, 8, 4)).flops_torch == 2 * 2 * 8 * 16 * 4
+    assert cost(torch.einsum, ["bij,bjk", a, b], spec(8, 4)).gemms == (Gemm(1, 8, 4, 2 * 16),)  # sums b
     assert cost(torch.matmul, [a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)
     assert cost(torch.addmm, [spec(4), spec(8, 16), spec(16, 4)], spec(8, 4)).gemms == (Gemm(1, 8, 4, 16),)
     assert cost(torch.einsum, ["fhwc->cfhw", spec(2, 3, 4, 5)], spec(5, 2, 3, 4)).flops_torch == 0
