@@ -73,6 +73,12 @@ def test_cuda_without_cuda_is_one_line_exit_2(tmp_path):
         verify(TINY_T2V, device="cpu", blocks=5)
 
 
+def test_counter_options_without_counters_are_refused(tmp_path):
+    result = CliRunner().invoke(main, ["verify", "--device", "cpu", "--config", TINY_T2V, "--counter-metrics", "tensor",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "add --counters" in result.output and not (tmp_path / "verify.json").exists()
+
+
 def test_verification_table_renders_runs(tmp_path):
     import importlib.util
     from pathlib import Path

@@ -209,6 +209,8 @@ def verify(
 ) -> VerifyResult:
     """Run one forward of the same model for real and compare, module by module, with the analytic report."""
     step = progress or (lambda message: None)
+    if not counters and (counter_metrics, counter_replay) != ("all", "application"):
+        raise VerifyError("--counter-metrics and --counter-replay choose how --counters runs; add --counters")
     dev = check_device(device)
     if counters and dev.type != "cuda":
         raise VerifyError("--counters needs --device cuda (Nsight Compute reads GPU hardware counters)")
