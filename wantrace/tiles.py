@@ -38,7 +38,6 @@ def executed(gemm: Gemm, tile: Tile) -> int:
 # kernel names runs along torch's columns (n), the second along its rows (m):
 # nvjet_sm90_tst_168x128_64x5_...: 168 columns x 128 rows, reduction steps of 64.
 _NVJET = re.compile(r"nvjet_\w*?_(\d+)x(\d+)_(\d+)x\d+")
-_XMMA_GEMM = re.compile(r"xmma_gemm_\w*?tilesize(\d+)x(\d+)x(\d+)")
 # cuDNN implicit-GEMM convolution: rows are output positions, columns output channels, the reduction runs
 # over input channels one kernel tap at a time.
 _XMMA_CONV = re.compile(r"xmma_fprop_implicit_gemm_\w*?tilesize(\d+)x(\d+)x(\d+)")
@@ -48,7 +47,7 @@ _SDPA = re.compile(r"sdpa_\w*?flash_fprop\w*?_(\d+)x(\d+)x(\d+)_")
 
 def tiles_for(kernel: str, gemms: tuple[Gemm, ...]) -> tuple[Tile, ...] | None:
     """One tile per product of the op that ran in `kernel`; None when the name is not one we can read."""
-    if (match := _NVJET.search(kernel) or _XMMA_GEMM.search(kernel)) is not None:
+    if (match := _NVJET.search(kernel)) is not None:
         cols, rows, depth = map(int, match.groups())
         return tuple(Tile(rows, cols, depth) for _ in gemms)
     if (match := _XMMA_CONV.search(kernel)) is not None:
