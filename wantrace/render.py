@@ -103,26 +103,29 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
 MEASURE_TITLES = {"flops": "FLOPs (full)", "bytes": "bytes"}
 
 
-def hotspot_tables(report: Report, by_module: bool = False) -> list[Table]:
-    """Top layers and top categories by FLOPs and by bytes; shares are of the forward total of the measure."""
+def _hot_sections(report: Report, by_module: bool):
+    """The hotspot rows both views show: (layers?, measure, rows), each row (rank, label, calls, metrics, share,
+    category); calls and category are None for categories. Shares are of the forward total of the measure."""
     hot = hotspots(report, by_module)
     f = report.forward
+    for measure, value in MEASURES.items():
+        yield True, measure, [(i, r.label, r.calls, r.metrics, percent(value(r.metrics), value(f)), r.category)
+                              for i, r in enumerate(hot.layers[measure], 1)]
+    for measure, value in MEASURES.items():
+        yield False, measure, [(i, name, None, m, percent(value(m), value(f)), None)
+                               for i, (name, m) in enumerate(hot.categories[measure], 1)]
+
+
+def hotspot_tables(report: Report, by_module: bool = False) -> list[Table]:
+    """Top layers and top categories by FLOPs and by bytes."""
     kind = "modules" if by_module else "layers (roles summed over blocks)"
     tables = []
-    for measure, value in MEASURES.items():
-        table = _hot_table(f"Top {len(hot.layers[measure])} {kind} by {MEASURE_TITLES[measure]}", "layer",
-                           with_calls=True)
-        for i, role in enumerate(hot.layers[measure], 1):
-            m = role.metrics
-            table.add_row(str(i), role.label, str(role.calls), si(m.flops_torch), si(m.flops_full), nbytes(m.bytes),
-                          percent(value(m), value(f)), role.category)
-        tables.append(table)
-    for measure, value in MEASURES.items():
-        table = _hot_table(f"Top {len(hot.categories[measure])} categories by {MEASURE_TITLES[measure]}",
-                           "category", with_calls=False)
-        for i, (name, m) in enumerate(hot.categories[measure], 1):
-            table.add_row(str(i), name, si(m.flops_torch), si(m.flops_full), nbytes(m.bytes),
-                          percent(value(m), value(f)))
+    for layers, measure, rows in _hot_sections(report, by_module):
+        title = f"Top {len(rows)} {kind if layers else 'categories'} by {MEASURE_TITLES[measure]}"
+        table = _hot_table(title, "layer" if layers else "category", with_calls=layers)
+        for i, label, calls, m, share, category in rows:
+            cells = [si(m.flops_torch), si(m.flops_full), nbytes(m.bytes), share]
+            table.add_row(*([str(i), label, str(calls), *cells, category] if layers else [str(i), label, *cells]))
         tables.append(table)
     return tables
 
@@ -140,26 +143,20 @@ def _hot_table(title: str, label: str, with_calls: bool) -> Table:
 
 
 def hotspots_markdown(report: Report, by_module: bool = False) -> list[str]:
-    hot = hotspots(report, by_module)
-    f = report.forward
     kind = "modules" if by_module else "layers (roles summed over the blocks)"
     lines = []
-    for measure, value in MEASURES.items():
-        total = value(f)
-        lines += ["", f"## Top {len(hot.layers[measure])} {kind} by {MEASURE_TITLES[measure]}", "",
-                  "| # | layer | calls | FLOPs (torch) | FLOPs (full) | bytes | share | category |",
-                  "|---:|---|---:|---:|---:|---:|---:|---|"]
-        for i, role in enumerate(hot.layers[measure], 1):
-            m = role.metrics
-            lines.append(f"| {i} | `{role.label}` | {role.calls} | {flops(m.flops_torch)} | {flops(m.flops_full)} | "
-                         f"{nbytes(m.bytes)} | {percent(value(m), total)} | {role.category} |")
-    for measure, value in MEASURES.items():
-        total = value(f)
-        lines += ["", f"## Top {len(hot.categories[measure])} categories by {MEASURE_TITLES[measure]}", "",
-                  "| # | category | FLOPs (torch) | FLOPs (full) | bytes | share |", "|---:|---|---:|---:|---:|---:|"]
-        for i, (name, m) in enumerate(hot.categories[measure], 1):
-            lines.append(f"| {i} | {name} | {flops(m.flops_torch)} | {flops(m.flops_full)} | {nbytes(m.bytes)} | "
-                         f"{percent(value(m), total)} |")
+    for layers, measure, rows in _hot_sections(report, by_module):
+        lines += ["", f"## Top {len(rows)} {kind if layers else 'categories'} by {MEASURE_TITLES[measure]}", ""]
+        if layers:
+            lines += ["| # | layer | calls | FLOPs (torch) | FLOPs (full) | bytes | share | category |",
+                      "|---:|---|---:|---:|---:|---:|---:|---|"]
+        else:
+            lines += ["| # | category | FLOPs (torch) | FLOPs (full) | bytes | share |",
+                      "|---:|---|---:|---:|---:|---:|"]
+        for i, label, calls, m, share, category in rows:
+            cells = f"{flops(m.flops_torch)} | {flops(m.flops_full)} | {nbytes(m.bytes)} | {share}"
+            lines.append(f"| {i} | `{label}` | {calls} | {cells} | {category} |" if layers
+                         else f"| {i} | {label} | {cells} |")
     return lines
 
 
