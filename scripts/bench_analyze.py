@@ -20,8 +20,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from wan_reference import build_model, load_config, make_inputs
-from wantrace.analysis import analyze
-from wantrace.workload import resolve
+from wantrace.work.analysis import analyze
+from wantrace.work.workload import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from wantrace.analysis import analyze
-from wantrace.sweep import run_sweep
+from wantrace.work.analysis import analyze
+from wantrace.work.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = list(range(17, 82, 4))

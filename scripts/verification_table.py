@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from wantrace.units import nbytes, si
+from wantrace.views.units import nbytes, si
 
 
 def pct(measured: int, analytic: int) -> str:

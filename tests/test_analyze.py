@@ -7,9 +7,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from wan_reference import build_model, make_inputs
-from wantrace.analysis import analyze
-from wantrace.metrics import Metrics
-from wantrace.workload import WorkloadError, resolve
+from wantrace.work.analysis import analyze
+from wantrace.work.metrics import Metrics
+from wantrace.work.workload import WorkloadError, resolve
 
 from .conftest import MODELS, config_of
 
@@ -245,7 +245,7 @@ def test_matrix_products_carry_the_torch_flops(name):
     """Every matmul, conv and attention node names the products it is made of (what verify --counters pads
     to kernel tiles), and their FLOPs are the node's torch FLOPs."""
     from wan_reference import get_policy
-    from wantrace.trace import trace_model
+    from wantrace.work.trace import trace_model
 
     config = config_of(name)
     wl, geo = resolve("ci-tiny", config)

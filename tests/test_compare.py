@@ -7,10 +7,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from wantrace.analysis import analyze
 from wantrace.cli import main
-from wantrace.compare import CompareError, compare, load_report
-from wantrace.units import si
+from wantrace.views.units import si
+from wantrace.work.analysis import analyze
+from wantrace.work.compare import CompareError, compare, load_report
 
 from .conftest import config_of
 

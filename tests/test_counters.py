@@ -11,7 +11,7 @@ import torch
 
 from wan_reference import get_policy
 from wan_reference.config import read_config
-from wantrace.counters import (
+from wantrace.measure.counters import (
     METRIC_SETS,
     METRICS,
     analytic_by_category,
@@ -20,11 +20,11 @@ from wantrace.counters import (
     summarize,
     tensor_products,
 )
-from wantrace.roles import role_of
 from wantrace.rules import Cost, Gemm
-from wantrace.tiles import predict
-from wantrace.trace import NodeCost, replicate_blocks, trace_model
-from wantrace.workload import resolve
+from wantrace.timing.tiles import predict
+from wantrace.work.roles import role_of
+from wantrace.work.trace import NodeCost, replicate_blocks, trace_model
+from wantrace.work.workload import resolve
 
 REPO = Path(__file__).resolve().parent.parent
 VERIFICATION = REPO / "docs" / "verification"
@@ -158,8 +158,8 @@ def fake_ncu(tmp_path, monkeypatch, body: str) -> None:
 def test_run_counters_streams_progress_and_parses(tmp_path, monkeypatch):
     """The ncu call end to end with a stand-in `ncu` (no GPU here): progress from ncu's and the child's lines,
     the CSV parsed."""
-    from wantrace.counters import run_counters
-    from wantrace.workload import resolve
+    from wantrace.measure.counters import run_counters
+    from wantrace.work.workload import resolve
 
     fake_ncu(tmp_path, monkeypatch, f"""
 print('==WANTRACE== block 1/2', file=sys.stderr)
@@ -177,9 +177,9 @@ sys.stdout.write(open({str(SAMPLE)!r}).read())
 
 
 def test_run_counters_failure_is_one_line(tmp_path, monkeypatch):
-    from wantrace.counters import run_counters
-    from wantrace.verify import VerifyError
-    from wantrace.workload import resolve
+    from wantrace.measure.counters import run_counters
+    from wantrace.measure.device import VerifyError
+    from wantrace.work.workload import resolve
 
     fake_ncu(tmp_path, monkeypatch, "print('==ERROR== Failed to profile: ERR_NVGPUCTRPERM', file=sys.stderr)\n"
                                     "sys.exit(1)")

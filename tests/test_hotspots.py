@@ -5,11 +5,11 @@ import random
 import pytest
 from click.testing import CliRunner
 
-from wantrace.analysis import analyze
 from wantrace.cli import main
-from wantrace.hotspots import MEASURES, hotspots, natural_key, top_k
-from wantrace.metrics import ZERO
-from wantrace.roles import aggregate, role_of
+from wantrace.work.analysis import analyze
+from wantrace.work.hotspots import MEASURES, hotspots, natural_key, top_k
+from wantrace.work.metrics import ZERO
+from wantrace.work.roles import aggregate, role_of
 
 from .conftest import MODELS, config_of
 

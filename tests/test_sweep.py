@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from wan_reference import get_policy
-from wantrace import sweep as sweep_module
-from wantrace.analysis import analyze
-from wantrace.categories import CATEGORIES
 from wantrace.cli import main
-from wantrace.plots import DPI, HEIGHT_IN, WIDTH_IN
-from wantrace.sweep import SweepError, parse_ints, parse_sizes, run_sweep
-from wantrace.trace import cost_graph, trace_graph, trace_model
+from wantrace.views.plots import DPI, HEIGHT_IN, WIDTH_IN
+from wantrace.work import sweep as sweep_module
+from wantrace.work.analysis import analyze
+from wantrace.work.categories import CATEGORIES
+from wantrace.work.sweep import SweepError, parse_ints, parse_sizes, run_sweep
+from wantrace.work.trace import cost_graph, trace_graph, trace_model
 
 from .conftest import MODELS, config_of
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from wantrace import rules
 from wantrace.cli import main
-from wantrace.verify import VerifyError, verify
+from wantrace.measure.device import VerifyError
+from wantrace.measure.verify import verify
 
 from .conftest import MODELS
 

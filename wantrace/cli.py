@@ -16,13 +16,13 @@ from rich.table import Table
 from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError, build_model, check_checkpoint
 
 from . import __version__
-from .compare import CompareError
-from .counters import METRIC_SETS, REPLAY_MODES
-from .inventory import inventory_from_file
-from .sweep import SweepError
-from .trace import UnknownOpError
-from .verify import VerifyError
-from .workload import PRESETS, WorkloadError
+from .measure.counters import METRIC_SETS, REPLAY_MODES
+from .measure.device import VerifyError
+from .work.compare import CompareError
+from .work.inventory import inventory_from_file
+from .work.sweep import SweepError
+from .work.trace import UnknownOpError
+from .work.workload import PRESETS, WorkloadError
 
 USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
                CompareError, SweepError, FileNotFoundError)
@@ -141,9 +141,9 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
 def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
             expand_blocks, by_module, strict, full_trace):
     """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module."""
-    from .analysis import analyze as run_analysis
-    from .render import print_tree, summary_markdown
-    from .report import write_atomic
+    from .views.render import print_tree, summary_markdown
+    from .work.analysis import analyze as run_analysis
+    from .work.report import write_atomic
 
     overrides = dict(frames=frames, height=height, width=width, steps=steps, cfg=cfg, batch=batch,
                      precision=precision)
@@ -211,9 +211,9 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 def verify(device, config_path, workload, precision, frames, height, width, tolerance, blocks, counters,
            counter_metrics, counter_replay, repeats, out_dir):
     """Run the same model for real and check the analytic counts module by module."""
-    from .report import write_atomic
-    from .verify import verify as run_verify
-    from .verify_view import print_result
+    from .measure.verify import verify as run_verify
+    from .views.verify import print_result
+    from .work.report import write_atomic
 
     console = Console(stderr=True)
     with _progress(console, "verify") as progress:
@@ -241,8 +241,9 @@ def verify(device, config_path, workload, precision, frames, height, width, tole
 @one_line_errors
 def compare(report_a, report_b, fmt, by, top):
     """B against A: totals ratios, and per-category and per-role changes, largest first."""
-    from .compare import compare as run_compare
-    from .compare import load_report, print_table, to_markdown
+    from .views.compare import print_table, to_markdown
+    from .work.compare import compare as run_compare
+    from .work.compare import load_report
 
     result = run_compare(load_report(report_a), load_report(report_b), by=by, names=(report_a, report_b))
     if fmt == "json":
@@ -273,8 +274,9 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
     as CSV and JSON, with plots."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .analysis import load_config_source
-    from .sweep import default_preset, parse_ints, parse_sizes, plan, run_sweep, write_sweep
+    from .views.sweep import write_sweep
+    from .work.analysis import load_config_source
+    from .work.sweep import default_preset, parse_ints, parse_sizes, plan, run_sweep
 
     frames = parse_ints(frames_text, "--frames") if frames_text is not None else None
     sizes = parse_sizes(size_text) if size_text is not None else None
@@ -308,7 +310,7 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
 
 
 def print_sweep(result, console: Console) -> None:
-    from .units import nbytes, si
+    from .views.units import nbytes, si
 
     n = len(result.rows)
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",

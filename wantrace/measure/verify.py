@@ -4,7 +4,7 @@
     scope), against the report's `torch` convention; they must agree.
 (b) Time: CUDA events (perf_counter on CPU) per module and scope, beside the analytic FLOPs and bytes as
     achieved TFLOP/s and GB/s; peak allocated memory beside the report's parameter + activation bytes.
-(c) Counters (--counters, CUDA + ncu): see wantrace/counters.py."""
+(c) Counters (--counters, CUDA + ncu): see wantrace/measure/counters.py."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from wan_reference import build_model, get_policy, make_inputs
 from wan_reference.config import read_config
 
-from .analysis import analyze
-from .categories import CATEGORIES, category_of
+from ..work.analysis import analyze
+from ..work.categories import CATEGORIES, category_of
+from ..work.report import Report
+from ..work.trace import ROOT
+from ..work.workload import resolve
+from .device import VerifyError, check_device, device_info
 from .probe import Probe, timed
-from .report import Report
-from .trace import ROOT
-from .workload import resolve
 
 ATTENTION_KERNELS = (
     "_scaled_dot_product_flash_attention",
@@ -34,10 +35,6 @@ ATTENTION_KERNELS = (
     "_scaled_dot_product_cudnn_attention",
     "_scaled_dot_product_flash_attention_for_cpu",  # unregistered in torch 2.13: counts 0 without this
 )
-
-
-class VerifyError(ValueError):
-    """verify cannot run as asked (no CUDA, no ncu, bad --blocks); one line."""
 
 
 def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -165,32 +162,6 @@ class VerifyResult:
     full_layers: int = 0
 
 
-def check_device(device: str) -> torch.device:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VerifyError("--device cuda: CUDA is not available on this machine (torch "
-                          f"{torch.__version__}); use --device cpu with a small config")
-    if dev.type not in ("cuda", "cpu"):
-        raise VerifyError(f"--device: cuda or cpu, got {device!r}")
-    return dev
-
-
-def device_info(dev: torch.device) -> dict:
-    if dev.type == "cuda":
-        props = torch.cuda.get_device_properties(dev)
-        return {"type": "cuda", "name": props.name, "memory_bytes": props.total_memory,
-                "cuda": torch.version.cuda, "sdpa_backends": _sdpa_backends()}
-    import platform
-
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-
-
-def _sdpa_backends() -> dict:
-    b = torch.backends.cuda
-    return {name: getattr(b, f"{name}_sdp_enabled")() for name in ("flash", "mem_efficient", "cudnn", "math")
-            if hasattr(b, f"{name}_sdp_enabled")}
-
-
 def verify(
     config_path: str | Path,
     workload: str = "ci-tiny",
@@ -275,8 +246,8 @@ def verify(
         full_layers=full_layers,
     )
     if counters:
+        from ..work.trace import replicate_blocks, trace_model
         from .counters import run_counters
-        from .trace import replicate_blocks, trace_model
 
         del model, inputs  # the profiled child builds its own copy; leave it the device memory
         torch.cuda.empty_cache()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .rules import Gemm
+from ..rules import Gemm
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 
 from wan_reference.scopes import listen
 
-from .trace import ROOT
+from ..work.trace import ROOT
 
 
 class Probe:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,18 +20,15 @@ import torch
 
 from wan_reference import Geometry, GeometryError, WanConfig, get_policy
 
-from . import __version__
+from .. import __version__
 from .analysis import categorize, forward_total, load_config_source
 from .categories import CATEGORIES
 from .metrics import Metrics
-from .report import SCHEMA_VERSION, write_atomic
+from .report import SCHEMA_VERSION
 from .trace import cost_graph, replication_weights, trace_graph
-from .units import flops, nbytes
 from .workload import PRESETS, Workload, WorkloadError, resolve
 
 CONVENTIONS = ("torch", "full", "bytes")
-PLOTS = {"flops_vs_tokens.png": "FLOPs per forward vs tokens, by category",
-         "self_attention_share.png": "Self-attention core share vs tokens"}
 
 
 class SweepError(ValueError):
@@ -195,46 +191,3 @@ def run_sweep(config: WanConfig | str | Path, preset: str | None = None, *, fram
         if on_point:
             on_point(workload)
     return Sweep(config, source, preset, rows)
-
-
-def summary_markdown(sweep: Sweep, command: str, plots: list[str]) -> str:
-    s = sweep.source
-    lines = [
-        f"`{command}`",
-        "",
-        f"# wantrace sweep: Wan2.1 {sweep.config.model_type}, {len(sweep.rows)} workloads",
-        "",
-        f"- config: `{s['config']}` (sha256 `{(s['config_sha256'] or '')[:12]}`); base workload `{sweep.preset}`",
-        "- per forward unless marked; shares are of one forward's total in each convention "
-        "(docs/conventions.md); every row is also in `sweep.csv` and, with all categories, in `sweep.json`",
-        "",
-    ]
-    lines += [f"![{PLOTS[name]}]({name})\n" for name in plots]
-    lines += ["| workload | tokens | FLOPs (torch) | FLOPs (full) | bytes | FLOPs/generation (torch) | "
-              "self-attn share (torch) | self-attn share (bytes) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in sweep.rows:
-        f = row.forward
-        lines.append(
-            f"| {row.workload.id} | {row.geometry.tokens:,} | {flops(f.flops_torch)} | {flops(f.flops_full)} | "
-            f"{nbytes(f.bytes)} | {flops(row.generation.flops_torch)} | "
-            f"{100 * row.shares('torch')['self-attention core']:.1f}% | "
-            f"{100 * row.shares('bytes')['self-attention core']:.1f}% |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_sweep(sweep: Sweep, out: Path, command: str, plots: bool = True) -> list[Path]:
-    """sweep.csv, sweep.json, the PNG plots and summary.md; everything is rendered before the first file is
-    written, and each file is written atomically."""
-    from .plots import render_plots
-
-    files: dict[str, str | bytes] = {
-        "sweep.csv": sweep.to_csv(),
-        "sweep.json": json.dumps(sweep.to_dict(command), indent=1) + "\n",
-    }
-    if plots:
-        files.update(render_plots(sweep))
-    files["summary.md"] = summary_markdown(sweep, command, [name for name in PLOTS if name in files])
-    for name, content in files.items():
-        write_atomic(out / name, content)
-    return [out / name for name in files]

@@ -1,7 +1,7 @@
 """verify --counters: Nsight Compute hardware counters per module, through NVTX ranges, against the analytic
 `full` FLOPs and bytes, as ratios per category (see ../shared/reference/gpu-counters.md).
 
-The parent runs `ncu` on a child (`python -m wantrace.counters ...`) that builds the same model, opens the
+The parent runs `ncu` on a child (`python -m wantrace.measure.counters ...`) that builds the same model, opens the
 profiler only around one forward, and pushes an NVTX range named by the report id of every module and
 functional scope it enters; each kernel is then charged to its innermost range. Tensor-core FLOPs are gated:
 within 1% of the analytic matmul, conv and attention FLOPs that run in bf16/fp16, each product padded to the
@@ -23,9 +23,10 @@ from collections import Counter
 
 import torch
 
-from .categories import CATEGORIES, category_of
-from .roles import role_of
-from .tiles import predict
+from ..timing.tiles import predict
+from ..work.categories import CATEGORIES, category_of
+from ..work.roles import role_of
+from .device import VerifyError
 
 TENSOR_GATE = 0.01
 METRICS = {
@@ -234,7 +235,7 @@ def ncu_command(config_path, workload, blocks: int | None, seed: int, metric_set
     metrics = ",".join(METRICS[key] for key in METRIC_SETS[metric_set])
     cmd = [shutil.which("ncu") or "ncu", "--nvtx", "--profile-from-start", "off", "--csv", "--page", "raw",
            "--clock-control", "none", "--replay-mode", replay, "--metrics", metrics,
-           sys.executable, "-m", "wantrace.counters",
+           sys.executable, "-m", "wantrace.measure.counters",
            "--config", str(config_path), "--frames", str(workload.frames), "--height", str(workload.height),
            "--width", str(workload.width), "--batch", str(workload.batch), "--precision", workload.precision,
            "--seed", str(seed)]
@@ -249,8 +250,6 @@ def run_counters(config_path, workload, blocks: int | None, seed: int, records, 
                  replay: str = "application", progress=None) -> dict:
     """Profile one forward under ncu (showing how many kernels it has profiled) and compare per category
     with the analytic records."""
-    from .verify import VerifyError
-
     step = progress or (lambda message: None)
     if metric_set not in METRIC_SETS or replay not in REPLAY_MODES:
         raise VerifyError(f"--counters: unknown metric set {metric_set!r} or replay mode {replay!r}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from ..measure.verify import VerifyResult
 from .units import flops, nbytes, si
-from .verify import VerifyResult
 
 
 def print_result(result: VerifyResult, console: Console) -> None:

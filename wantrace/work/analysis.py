@@ -12,11 +12,11 @@ import torch
 from wan_reference import WanConfig, build_model, get_policy
 from wan_reference.config import read_config
 
-from . import __version__
+from .. import __version__
+from ..rules import FULL_CONSTANTS
 from .categories import CATEGORIES, category_of
 from .metrics import ZERO, Metrics
 from .report import SCHEMA_VERSION, ModuleRow, Report
-from .rules import FULL_CONSTANTS
 from .trace import ROOT, NodeCost, replicate_blocks, trace_model
 from .workload import Workload, check, resolve
 

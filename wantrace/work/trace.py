@@ -16,8 +16,8 @@ from torch.fx.node import map_aggregate
 from wan_reference import WanConfig, build_model, make_inputs
 from wan_reference.precision import PrecisionPolicy
 
-from . import rules
-from .rules import Cost, OpCall, TensorSpec
+from .. import rules
+from ..rules import Cost, OpCall, TensorSpec
 
 ROOT = "model"
 STRUCTURAL = ("placeholder", "get_attr", "output")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from .categories import CATEGORIES
+from ..work.categories import CATEGORIES
 
 if TYPE_CHECKING:
-    from .sweep import Row, Sweep
+    from ..work.sweep import Row, Sweep
 
 WIDTH_IN, HEIGHT_IN, DPI = 8, 5, 100  # 800 x 500 pixels
 

@@ -8,10 +8,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from .hotspots import MEASURES, hotspots
-from .metrics import ZERO, Metrics
-from .report import ModuleRow, Report
-from .roles import role_of
+from ..work.hotspots import MEASURES, hotspots
+from ..work.metrics import ZERO, Metrics
+from ..work.report import ModuleRow, Report
+from ..work.roles import role_of
 from .units import flops, intensity, nbytes, percent, si
 
 HOT, WARM = 0.10, 0.03  # share of forward FLOPs (full convention) that marks a hotspot

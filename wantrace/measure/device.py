@@ -1,0 +1,35 @@
+"""The device a measurement runs on: checked before any work starts, and described in what it writes."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+
+class VerifyError(ValueError):
+    """A measurement cannot run as asked (no CUDA, no ncu, bad --blocks); one line."""
+
+
+def check_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise VerifyError("--device cuda: CUDA is not available on this machine (torch "
+                          f"{torch.__version__}); use --device cpu with a small config")
+    if dev.type not in ("cuda", "cpu"):
+        raise VerifyError(f"--device: cuda or cpu, got {device!r}")
+    return dev
+
+
+def device_info(dev: torch.device) -> dict:
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        return {"type": "cuda", "name": props.name, "memory_bytes": props.total_memory,
+                "cuda": torch.version.cuda, "sdpa_backends": _sdpa_backends()}
+    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+
+
+def _sdpa_backends() -> dict:
+    b = torch.backends.cuda
+    return {name: getattr(b, f"{name}_sdp_enabled")() for name in ("flash", "mem_efficient", "cudnn", "math")
+            if hasattr(b, f"{name}_sdp_enabled")}
