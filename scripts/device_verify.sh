@@ -4,7 +4,8 @@
 #   pip wheel --no-deps -w .whl . && pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --platform manylinux2014_x86_64 -d .whl click==8.1.8
 # then run it there with `.whl` carried:  bash scripts/device_verify.sh RUNS_FILE
-# RUNS_FILE has one run per line: <name> <verify arguments...> (blank lines and # comments skipped).
+# RUNS_FILE has one run per line: <name> <verify arguments...> (blank lines and # comments skipped); REPO
+# in the arguments becomes the repository root and PROFILE the value of $PROFILE (a hardware profile path).
 # Locally, `DEVICE=cpu bash scripts/device_verify.sh scripts/runs-cpu.txt` exercises the same path.
 # RUN_TIMEOUT=<seconds> stops any one run after that long (its line then reports exit 124); the archive is
 # rewritten after every run, so a call cut short still brings back the runs that finished.
@@ -26,7 +27,7 @@ while read -r name args; do
   echo "=== $name: wantrace verify $args"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  timeout "${RUN_TIMEOUT:-0}" python3 -m wantrace.cli verify --device "${DEVICE:-cuda}" ${args//REPO/$repo} \
+  timeout "${RUN_TIMEOUT:-0}" python3 -m wantrace.cli verify --device "${DEVICE:-cuda}" $(args=${args//REPO/$repo}; echo "${args//PROFILE/${PROFILE:-}}") \
     --out "$out/verification/$name" 2>&1 | tail -n 40
   rc=${PIPESTATUS[0]}
   echo "=== $name: exit $rc in $(( $(date +%s) - start )) s"

@@ -221,7 +221,7 @@ def test_batch_scales_flops():
 
 def test_report_json_round_trips(i2v_report):
     doc = json.loads(i2v_report.to_json())
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert doc["workload"] == {"id": "i2v-480p+precision=wan-official", "frames": 81, "height": 480, "width": 832,
                                "batch": 1, "steps": 40, "cfg": True, "precision": "wan-official"}
     assert doc["geometry"]["tokens"] == 32_760

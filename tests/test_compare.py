@@ -103,9 +103,12 @@ def _one_line_error(result, text):
 def test_refusals(reports, tmp_path):
     (ra, pa), _ = reports
     doc = ra.to_dict()
-    other = tmp_path / "v2.json"
-    other.write_text(json.dumps({**doc, "schema_version": 2}))
-    _one_line_error(run("compare", pa, other), "has schema_version 1 but")
+    other = tmp_path / "v9.json"
+    other.write_text(json.dumps({**doc, "schema_version": 9}))
+    _one_line_error(run("compare", pa, other), "has schema_version 9; this wantrace reads 1 and 2")
+    older = tmp_path / "v1.json"  # schema 2 only added optional time: a schema-1 report still compares
+    older.write_text(json.dumps({**doc, "schema_version": 1}))
+    assert run("compare", pa, older).exit_code == 0
     renamed = tmp_path / "renamed.json"
     renamed.write_text(json.dumps({**doc, "modules": [{**m, "id": "x." + m["id"]} for m in doc["modules"]]}))
     _one_line_error(run("compare", pa, renamed), "share no module ids")

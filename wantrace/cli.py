@@ -18,6 +18,7 @@ from wan_reference import POLICIES, CheckpointError, ConfigError, GeometryError,
 from . import __version__
 from .measure.counters import METRIC_SETS, REPLAY_MODES
 from .measure.device import VerifyError
+from .timing.profile import ProfileError
 from .work.compare import CompareError
 from .work.inventory import inventory_from_file
 from .work.sweep import SweepError
@@ -25,7 +26,7 @@ from .work.trace import UnknownOpError
 from .work.workload import PRESETS, WorkloadError
 
 USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
-               CompareError, SweepError, FileNotFoundError)
+               CompareError, SweepError, ProfileError, FileNotFoundError)
 
 
 def one_line_errors(fn):
@@ -137,21 +138,30 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
                    "(blocks.*.ffn.0 x40).")
 @click.option("--strict", is_flag=True, help="An op the rule book cannot cost is an error.")
 @click.option("--full-trace", is_flag=True, help="Trace every block instead of tracing two and replicating.")
+@click.option("--gpu", default=None, metavar="NAME|PATH",
+              help="Also predict time on this GPU: a profile in hardware/ (h200, h100-sxm, a100-80gb-sxm, l40s, "
+                   "rtx-4090, b200) or a profile JSON's path.")
 @one_line_errors
 def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
-            expand_blocks, by_module, strict, full_trace):
-    """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module."""
+            expand_blocks, by_module, strict, full_trace, gpu):
+    """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module, and with
+    --gpu the predicted time."""
     from .views.render import print_tree, summary_markdown
     from .work.analysis import analyze as run_analysis
     from .work.report import write_atomic
 
+    timing = None
+    if gpu is not None:
+        from .timing.predictor import Predictor
+
+        timing = Predictor(gpu)
     overrides = dict(frames=frames, height=height, width=width, steps=steps, cfg=cfg, batch=batch,
                      precision=precision)
-    report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, **overrides)
+    report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, timing=timing, **overrides)
     command = " ".join(["wantrace analyze", f"--config {config_path}", f"--workload {workload}"] + [
         (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k} {v}"
         for k, v in overrides.items() if v is not None
-    ] + (["--hotspots-by-module"] if by_module else []))
+    ] + (["--hotspots-by-module"] if by_module else []) + ([f"--gpu {gpu}"] if gpu else []))
     if fmt == "json":
         click.echo(report.to_json(), nl=False)
         if out_dir is None:
@@ -194,8 +204,15 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--frames", type=int)
 @click.option("--height", type=int)
 @click.option("--width", type=int)
+@click.option("--batch", type=int)
 @click.option("--tolerance", type=float, default=0.05, show_default=True,
               help="Largest relative FLOP error allowed per module.")
+@click.option("--gpu", default=None, metavar="NAME|PATH",
+              help="Hardware profile whose predicted time is checked (default on CUDA: the profile in hardware/ "
+                   "that matches the device, if any).")
+@click.option("--time-tolerance", type=float, default=0.15, show_default=True,
+              help="Largest relative error of predicted time allowed, for the forward and for every category "
+                   "holding at least 5% of the measured kernel time.")
 @click.option("--blocks", type=int, default=None,
               help="Run only the first N blocks (plus embeddings and head), for workloads too large for one device.")
 @click.option("--counters", is_flag=True, help="Also read Nsight Compute counters per module (CUDA, ncu).")
@@ -208,8 +225,8 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed forwards; the fastest is kept.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
 @one_line_errors
-def verify(device, config_path, workload, precision, frames, height, width, tolerance, blocks, counters,
-           counter_metrics, counter_replay, repeats, out_dir):
+def verify(device, config_path, workload, precision, frames, height, width, batch, tolerance, gpu, time_tolerance,
+           blocks, counters, counter_metrics, counter_replay, repeats, out_dir):
     """Run the same model for real and check the analytic counts module by module."""
     from .measure.verify import verify as run_verify
     from .views.verify import print_result
@@ -220,7 +237,8 @@ def verify(device, config_path, workload, precision, frames, height, width, tole
         result = run_verify(
             config_path, workload, device=device, precision=precision, tolerance=tolerance, blocks=blocks,
             counters=counters, counter_metrics=counter_metrics, counter_replay=counter_replay, repeats=repeats,
-            progress=progress, frames=frames, height=height, width=width,
+            gpu=gpu, time_tolerance=time_tolerance, progress=progress, frames=frames, height=height, width=width,
+            batch=batch,
         )
     doc = result.to_dict()
     write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")
@@ -234,8 +252,9 @@ def verify(device, config_path, workload, precision, frames, height, width, tole
 @click.argument("report_a", metavar="A.json", type=click.Path(dir_okay=False))
 @click.argument("report_b", metavar="B.json", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table", show_default=True)
-@click.option("--by", type=click.Choice(["torch", "full", "bytes"]), default="torch", show_default=True,
-              help="The measure shown and sorted by: FLOPs in the torch or full convention, or bytes.")
+@click.option("--by", type=click.Choice(["torch", "full", "bytes", "time"]), default="torch", show_default=True,
+              help="The measure shown and sorted by: FLOPs in the torch or full convention, bytes, or predicted "
+                   "time (when both reports have it: analyze --gpu).")
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
               help="Roles listed in table and md (0: all); json lists all.")
 @one_line_errors
@@ -325,6 +344,42 @@ def print_sweep(result, console: Console) -> None:
                       si(f.flops_torch), si(f.flops_full), nbytes(f.bytes),
                       f"{100 * row.shares('torch')['self-attention core']:.1f}%")
     console.print(table)
+
+
+@main.command()
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="The profile to write, e.g. hardware/h200.json; its spec figures are kept (or taken from the "
+                   "profile in hardware/ that matches the device).")
+@click.option("--quick", is_flag=True, help="Every 7th benchmark only: a smoke test of the machinery, not a profile.")
+@one_line_errors
+def calibrate(device, out_path, quick):
+    """Measure GEMM, attention, memory-bound kernels and per-op CPU overhead on this GPU, for the time predictor."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .measure.calibrate import calibrate as run_calibrate
+    from .measure.calibrate import check_cuda
+    from .work.report import write_atomic
+
+    check_cuda(device)
+    err = Console(stderr=True)
+    with Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=err, transient=err.is_terminal) as progress:
+        task = progress.add_task("shapes of the shipped configs", total=None)
+
+        def step(job, i, n):
+            progress.update(task, total=n, completed=i, description=job.label)
+
+        doc = run_calibrate(Path(out_path), device=device, progress=step, quick=quick)
+        progress.update(task, completed=progress.tasks[0].total, description="done")
+    write_atomic(Path(out_path), json.dumps(doc, indent=1) + "\n")
+    cal = doc["calibrated"]
+    eff = cal["efficiency"]
+    Console().print(f"{cal['device']['name']}: {sum(len(v) for s in cal['gemm'].values() for v in s.values())} GEMM, "
+                    f"{sum(len(v) for s in cal['sdpa'].values() for v in s.values())} attention and "
+                    f"{sum(len(v) for s in cal['memory'].values() for v in s.values())} memory-bound points in "
+                    f"{cal['seconds']} s; best bf16 GEMM {eff['tensor']:.0%}, attention {eff['attention']:.0%} of "
+                    f"the spec's tensor rate, bandwidth {eff['bandwidth']:.0%} of spec; wrote {out_path}")
 
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:

@@ -2,5 +2,5 @@
 (`probe` hooks every module and scope), `counters` reads Nsight Compute hardware counters, and `device` checks
 and describes the device a measurement runs on.
 
-May import: wantrace.timing, wantrace.work, wantrace.rules, wan_reference
+May import: wantrace.timing, wantrace.hardware, wantrace.work, wantrace.rules, wan_reference
 """

@@ -4,7 +4,11 @@
     scope), against the report's `torch` convention; they must agree.
 (b) Time: CUDA events (perf_counter on CPU) per module and scope, beside the analytic FLOPs and bytes as
     achieved TFLOP/s and GB/s; peak allocated memory beside the report's parameter + activation bytes.
-(c) Counters (--counters, CUDA + ncu): see wantrace/measure/counters.py."""
+(c) Counters (--counters, CUDA + ncu): see wantrace/measure/counters.py.
+(d) Predicted time (CUDA, with the hardware profile of the GPU or --gpu): the whole forward's wall time, and
+    each category's GPU kernel time measured with torch.profiler (wantrace/measure/kernels.py), against the
+    time predictor; a category holding at least 5% of the measured kernel time, or the forward, off by more
+    than the time tolerance fails."""
 
 from __future__ import annotations
 
@@ -21,10 +25,13 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from wan_reference import build_model, get_policy, make_inputs
 from wan_reference.config import read_config
 
+from ..timing.predictor import Estimate, Predictor
+from ..timing.profile import Profile, load_profile, profile_for
 from ..work.analysis import analyze
 from ..work.categories import CATEGORIES, category_of
 from ..work.report import Report
-from ..work.trace import ROOT
+from ..work.roles import role_of
+from ..work.trace import ROOT, NodeCost
 from ..work.workload import resolve
 from .device import VerifyError, check_device, device_info
 from .probe import Probe, timed
@@ -106,6 +113,7 @@ class VerifyResult:
     flop_counter_total: int
     categories: list[dict]
     counters: dict | None = None
+    time: dict | None = None
 
     @property
     def offenders(self) -> list[Row]:
@@ -114,13 +122,14 @@ class VerifyResult:
     @property
     def passed(self) -> bool:
         counters_ok = self.counters is None or self.counters.get("pass", True)
-        return not self.offenders and self.counted_total == self.flop_counter_total and counters_ok
+        time_ok = self.time is None or self.time["pass"]
+        return not self.offenders and self.counted_total == self.flop_counter_total and counters_ok and time_ok
 
     def to_dict(self) -> dict:
         r = self.report
         totals = r.totals
         return {
-            "schema_version": 1,
+            "schema_version": 2,  # 2: the `time` section
             "date": datetime.date.today().isoformat(),
             "device": self.device,
             "torch": torch.__version__,
@@ -156,6 +165,7 @@ class VerifyResult:
             },
             "categories": self.categories,
             "counters": self.counters,
+            "time": self.time,
             "modules": [row.to_dict(self.tolerance) for row in self.rows],
         }
 
@@ -173,6 +183,8 @@ def verify(
     counters: bool = False,
     counter_metrics: str = "all",
     counter_replay: str = "application",
+    gpu: str | None = None,
+    time_tolerance: float = 0.15,
     repeats: int = 3,
     seed: int = 0,
     progress=None,
@@ -187,6 +199,11 @@ def verify(
         raise VerifyError("--counters needs --device cuda (Nsight Compute reads GPU hardware counters)")
     if counters and shutil.which("ncu") is None:
         raise VerifyError("--counters: Nsight Compute (ncu) is not on PATH")
+    if gpu is not None and dev.type != "cuda":
+        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
+    if not 0 < time_tolerance < 10:
+        raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
+    profile = _profile(gpu, dev)
     config, _ = read_config(config_path)
     full_layers = config.num_layers
     if blocks is not None:
@@ -198,8 +215,9 @@ def verify(
     wl, geo = resolve(workload, config, **overrides)
     policy = get_policy(wl.precision)
 
-    step("analytic report")
-    report = analyze(config, wl)
+    step("analytic report" + (f" and predicted time on {profile.name}" if profile else ""))
+    capture = Capture(Predictor(profile)) if profile else None
+    report = analyze(config, wl, timing=capture)
     report.model["config"] = str(config_path)
 
     step(f"building the {config.model_type} model ({config.num_layers} blocks, {wl.precision}) on {dev}")
@@ -235,6 +253,13 @@ def verify(
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev)
 
+    kernel_ns = None
+    if dev.type == "cuda":
+        from .kernels import measure
+
+        step("GPU kernel time per module and category (torch.profiler)")
+        kernel_ns = measure(model, inputs)
+
     # a container that is never called itself (the `blocks` ModuleList) measures as the sum of its children
     fill_from_children(report, per_module)
     fill_from_children(report, times)
@@ -242,9 +267,11 @@ def verify(
     result = VerifyResult(
         report=report, rows=rows, tolerance=tolerance, device=device_info(dev), blocks=blocks,
         forward_ms=forward_ms, peak_allocated=peak, counted_total=sum(scope_counter.flops.values()),
-        flop_counter_total=counter.get_total_flops(), categories=_categories(report, scope_counter.flops, times),
-        full_layers=full_layers,
+        flop_counter_total=counter.get_total_flops(),
+        categories=_categories(report, scope_counter.flops, times, kernel_ns), full_layers=full_layers,
     )
+    if capture is not None and kernel_ns is not None and forward_ms is not None:
+        result.time = compare_time(capture, kernel_ns, forward_ms, time_tolerance)
     if counters:
         from ..work.trace import replicate_blocks, trace_model
         from .counters import run_counters
@@ -257,6 +284,86 @@ def verify(
         result.counters = run_counters(config_path, wl, blocks, seed, records, metric_set=counter_metrics,
                                        replay=counter_replay, progress=step)
     return result
+
+
+class Capture:
+    """A predictor that keeps the records and estimate analyze hands it, to compare per category and role."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+        self.records: list[NodeCost] = []
+        self.estimate: Estimate | None = None
+
+    def __call__(self, records: list[NodeCost]) -> Estimate:
+        self.records = records
+        self.estimate = self.predictor(records)
+        return self.estimate
+
+
+def _profile(gpu: str | None, dev: torch.device) -> Profile | None:
+    """--gpu's profile, or on CUDA the one whose `match` names the device (None: no prediction to check)."""
+    if gpu is not None:
+        return load_profile(gpu)
+    if dev.type == "cuda":
+        return profile_for(torch.cuda.get_device_name(dev))
+    return None
+
+
+SHARE_GATED = 0.05  # a category holding at least this share of the measured kernel time is gated
+
+
+def _ratio(predicted: int, measured: int) -> float | None:
+    return round(predicted / measured, 4) if measured else None
+
+
+def compare_time(capture: Capture, measured: Counter, forward_ms: float, tolerance: float) -> dict:
+    """Predicted against measured: the forward's wall time, and kernel time per category and per role."""
+    assert capture.estimate is not None
+    predicted_cat: Counter[str] = Counter()
+    predicted_role: Counter[str] = Counter()
+    forward_ns = sum(capture.estimate.ns)
+    for r, k in zip(capture.records, capture.estimate.kernel_ns, strict=True):
+        if r.kind == "costed":
+            predicted_cat[category_of(r.module, r.family)] += k
+            predicted_role[role_of(r.module) + (" (casts)" if r.family == "cast" else "")] += k
+    measured_cat: Counter[str] = Counter()
+    measured_role: Counter[str] = Counter()
+    for (ident, cast), ns in measured.items():
+        measured_cat["dtype casts" if cast else category_of(ident)] += ns
+        measured_role[role_of(ident) + (" (casts)" if cast else "")] += ns
+    total = sum(measured_cat.values())
+    measured_forward = int(round(forward_ms * 1e6))
+
+    def off(p: int, m: int) -> bool:
+        return m == 0 or abs(p / m - 1) > tolerance
+
+    categories = []
+    for name in CATEGORIES:
+        p, m = predicted_cat.get(name, 0), measured_cat.get(name, 0)
+        gated = total > 0 and m / total >= SHARE_GATED
+        categories.append({"category": name, "predicted_kernel_ns": p, "measured_kernel_ns": m,
+                           "measured_share": round(m / total, 4) if total else 0.0, "ratio": _ratio(p, m),
+                           "gated": gated, "pass": not (gated and off(p, m))})
+    roles = [{"role": role, "predicted_kernel_ns": predicted_role.get(role, 0),
+              "measured_kernel_ns": measured_role.get(role, 0),
+              "ratio": _ratio(predicted_role.get(role, 0), measured_role.get(role, 0))}
+             for role in sorted(set(predicted_role) | set(measured_role),
+                                key=lambda k: -max(predicted_role.get(k, 0), measured_role.get(k, 0)))]
+    forward_pass = not off(forward_ns, measured_forward)
+    return {
+        **capture.estimate.info,
+        "tolerance": tolerance,
+        "compared": "forward: predicted wall time against the fastest timed forward (no hooks); categories and "
+                    "roles: predicted GPU kernel time against torch.profiler's kernel durations, casts charged "
+                    f"to dtype casts; categories holding >= {SHARE_GATED:.0%} of measured kernel time are gated",
+        "forward": {"predicted_ns": forward_ns, "measured_ns": measured_forward,
+                    "ratio": _ratio(forward_ns, measured_forward), "pass": forward_pass},
+        "kernels": {"predicted_ns": sum(predicted_cat.values()), "measured_ns": total,
+                    "ratio": _ratio(sum(predicted_cat.values()), total)},
+        "categories": categories,
+        "roles": roles,
+        "pass": forward_pass and all(c["pass"] for c in categories),
+    }
 
 
 def _sync(dev: torch.device) -> None:
@@ -318,9 +425,10 @@ def _rows(report: Report, per_module: dict, scope_flops: Counter, times: dict) -
     return rows
 
 
-def _categories(report: Report, scope_flops: Counter, times: dict) -> list[dict]:
+def _categories(report: Report, scope_flops: Counter, times: dict, kernel_ns: Counter | None = None) -> list[dict]:
     """Per category: analytic FLOPs and bytes, measured FLOPs (exclusive dispatch counts by the category of the
-    id they ran in) and time (each id's exclusive time, by its category; a container's own time is `other`)."""
+    id they ran in) and time: on a GPU the profiler's kernel time, casts in `dtype casts` with their bytes; on
+    the CPU each id's exclusive wall time, by its category (a container's own time is `other`)."""
     rows = {row.id: row for row in report.modules}
     measured: Counter[str] = Counter()
     for ident, n in scope_flops.items():
@@ -331,6 +439,10 @@ def _categories(report: Report, scope_flops: Counter, times: dict) -> list[dict]
             continue
         own = ms - sum(times.get(child, 0.0) for child in rows[ident].children)
         exclusive_time[rows[ident].category if rows[ident].category != "mixed" else "other"] += max(own, 0.0)
+    if kernel_ns is not None:
+        exclusive_time = Counter()
+        for (ident, cast), ns in kernel_ns.items():
+            exclusive_time["dtype casts" if cast else category_of(ident)] += ns / 1e6
     out = []
     for name in CATEGORIES:
         m = report.categories[name]

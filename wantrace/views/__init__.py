@@ -2,5 +2,5 @@
 sweep's files and plots (`sweep`, `plots`), verify results (`verify`), and number formatting (`units`).
 Views only draw; they compute nothing a report does not already hold.
 
-May import: wantrace.measure, wantrace.timing, wantrace.work, wantrace.rules, wan_reference
+May import: wantrace.measure, wantrace.timing, wantrace.hardware, wantrace.work, wantrace.rules, wan_reference
 """

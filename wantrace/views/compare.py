@@ -5,8 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..work.compare import MEASURES
-from .units import si
+from .units import seconds, si
 
 
 def _pct(x: float | None) -> str:
@@ -20,8 +19,12 @@ def _times(entry: dict) -> str:
     return "new" if entry["b"] else "-"
 
 
-def _signed(n: int) -> str:
-    return ("+" if n > 0 else "") + si(n) if n else "0"
+def _value(measure: str, n: int) -> str:
+    return seconds(n) if measure == "time" else si(n)
+
+
+def _signed(measure: str, n: int) -> str:
+    return ("+" if n > 0 else "-" if n < 0 else "") + _value(measure, abs(n)) if n else "0"
 
 
 def _moving(entries: list[dict], by: str) -> list[dict]:
@@ -32,6 +35,10 @@ def _moving(entries: list[dict], by: str) -> list[dict]:
 def _count(e: dict) -> str:
     a, b = e["count"]["a"], e["count"]["b"]
     return f"x{b}" if a == b else f"x{a}->x{b}"
+
+
+def _title(measure: str) -> str:
+    return {"bytes": "bytes", "time": "predicted time"}.get(measure, f"FLOPs ({measure})")
 
 
 def _header(result: dict) -> list[str]:
@@ -50,16 +57,15 @@ def _header(result: dict) -> list[str]:
 def _totals_rows(result: dict) -> list[tuple[str, ...]]:
     rows = []
     for key in ("forward", "generation"):
-        for name in MEASURES:
+        for name in result.get("measures", ("torch", "full", "bytes")):
             t = result["totals"][key][name]
-            rows.append((f"{key} {'FLOPs (' + name + ')' if name != 'bytes' else 'bytes'}", si(t["a"]), si(t["b"]),
-                         _times(t)))
+            rows.append((f"{key} {_title(name)}", _value(name, t["a"]), _value(name, t["b"]), _times(t)))
     return rows
 
 
 def _category_rows(result: dict) -> list[tuple[str, ...]]:
     by = result["by"]
-    return [(e["id"], si(e[by]["a"]), si(e[by]["b"]), _signed(e[by]["delta"]), _times(e[by]),
+    return [(e["id"], _value(by, e[by]["a"]), _value(by, e[by]["b"]), _signed(by, e[by]["delta"]), _times(e[by]),
              _pct(e[by]["share_a"]), _pct(e[by]["share_b"]), _pct(e[by]["of_change"]))
             for e in _moving(result["categories"], by)]
 
@@ -68,8 +74,9 @@ def _role_rows(result: dict, top: int, markdown: bool) -> list[tuple[str, ...]]:
     by = result["by"]
     roles = _moving(result["roles"], by)
     roles = roles[:top] if top else roles
-    return [(f"`{e['id']}`" if markdown else e["id"], _count(e), si(e[by]["a"]), si(e[by]["b"]),
-             _signed(e[by]["delta"]), _times(e[by]), _pct(e[by]["share_b"]), _pct(e[by]["of_change"]), e["category"])
+    return [(f"`{e['id']}`" if markdown else e["id"], _count(e), _value(by, e[by]["a"]), _value(by, e[by]["b"]),
+             _signed(by, e[by]["delta"]), _times(e[by]), _pct(e[by]["share_b"]), _pct(e[by]["of_change"]),
+             e["category"])
             for e in roles]
 
 
@@ -81,7 +88,7 @@ LEFT = ("category", "role", "count")
 def _sections(result: dict, top: int, markdown: bool) -> list[tuple[str, tuple[str, ...], list, str]]:
     """(title, columns, rows, note) of the category and role tables."""
     by = result["by"]
-    measure = "bytes" if by == "bytes" else f"FLOPs ({by})"
+    measure = _title(by)
     roles = _role_rows(result, top, markdown)
     more = len(_moving(result["roles"], by)) - len(roles)
     return [

@@ -25,3 +25,11 @@ def percent(part: int, whole: int) -> str:
 def intensity(flop: int, moved: int) -> str:
     """Arithmetic intensity, FLOP per byte moved."""
     return f"{flop / moved:.1f}" if moved else "-"
+
+
+def seconds(ns: int | float) -> str:
+    """Nanoseconds as a readable duration: 12.4 s, 3.21 ms, 45.6 µs."""
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if abs(ns) >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"

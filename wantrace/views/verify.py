@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..measure.verify import VerifyResult
-from .units import flops, nbytes, si
+from .units import flops, nbytes, seconds, si
 
 
 def print_result(result: VerifyResult, console: Console) -> None:
@@ -40,6 +40,8 @@ def print_result(result: VerifyResult, console: Console) -> None:
         console.print(extra)
     if doc.get("counters"):
         _print_counters(doc["counters"], console)
+    if doc.get("time"):
+        _print_time(doc["time"], console)
     if result.offenders:
         bad = Table(title="[red]modules over the tolerance", title_justify="left")
         for name in ("id", "analytic", "measured", "error"):
@@ -50,9 +52,30 @@ def print_result(result: VerifyResult, console: Console) -> None:
         console.print(bad)
         console.print(f"[red]FAIL[/]: {len(result.offenders)} modules over the tolerance")
     elif not result.passed:
-        console.print("[red]FAIL[/]: totals or counters disagree")
+        time_off = doc.get("time") and not doc["time"]["pass"]
+        console.print("[red]FAIL[/]: " + ("predicted time off by more than the tolerance" if time_off
+                                          else "totals or counters disagree"))
     else:
         console.print("[green]PASS[/]")
+
+
+def _print_time(t: dict, console: Console) -> None:
+    table = Table(title=f"predicted ({t['profile']}) vs measured time, tolerance {100 * t['tolerance']:.0f}%",
+                  title_justify="left")
+    for name in ("", "predicted", "measured", "ratio", "share", ""):
+        table.add_column(name, justify="left" if not name else "right")
+    f = t["forward"]
+    table.add_row("[bold]forward (wall)", seconds(f["predicted_ns"]), seconds(f["measured_ns"]), _ratio(f["ratio"]),
+                  "", "[green]ok" if f["pass"] else "[red]off")
+    k = t["kernels"]
+    table.add_row("GPU kernels", seconds(k["predicted_ns"]), seconds(k["measured_ns"]), _ratio(k["ratio"]), "", "")
+    for c in t["categories"]:
+        if not (c["predicted_kernel_ns"] or c["measured_kernel_ns"]):
+            continue
+        mark = ("[green]ok" if c["pass"] else "[red]off") if c["gated"] else "not gated"
+        table.add_row(c["category"], seconds(c["predicted_kernel_ns"]), seconds(c["measured_kernel_ns"]),
+                      _ratio(c["ratio"]), f"{100 * c['measured_share']:.1f}%", mark)
+    console.print(table)
 
 
 def _print_counters(counters: dict, console: Console) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -32,18 +34,32 @@ CONVENTIONS = {
 }
 
 
+class TimeEstimate(Protocol):
+    """What a time predictor (wantrace.timing) gives for one forward's records, in execution order."""
+
+    ns: Sequence[int]  # each record's share of the forward's wall time; they sum to the forward
+    kernel_ns: Sequence[int]  # each record's GPU kernel time (0 for what launches none)
+    info: dict  # the profile and the model's assumptions, as the report records them
+
+
+class Timing(Protocol):
+    def __call__(self, records: list[NodeCost]) -> TimeEstimate: ...
+
+
 def analyze(
     config: WanConfig | str | Path,
     workload: str | Workload = "ci-tiny",
     *,
     strict: bool = False,
     replicate: bool = True,
+    timing: Timing | None = None,
     **overrides,
 ) -> Report:
     """Cost one Wan2.1 generation. `config` is a WanConfig or a config.json path; `workload` a preset name
     (with overrides such as frames=33, cfg=False, precision="wan-official") or a resolved Workload.
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
-    full trace, faster."""
+    full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
+    every module, category and total."""
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = check(workload, config)
@@ -56,8 +72,10 @@ def analyze(
     trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
     records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
 
+    estimate = timing(records) if timing is not None else None
+    ns = estimate.ns if estimate is not None else None
     full_model = build_model(config, policy)  # parameters of every block, free on meta
-    modules = roll_up(records, full_model)
+    modules = roll_up(records, full_model, ns)
     forward = modules[0].inclusive
     step = forward.times(workload.forwards_per_step)
     params = modules[0].params
@@ -82,7 +100,7 @@ def analyze(
         },
         conventions=CONVENTIONS,
         modules=modules,
-        categories=categorize(records),
+        categories=categorize(records, times=ns),
         totals={
             "forward": forward,
             "step": step,
@@ -95,7 +113,17 @@ def analyze(
         },
         ledger=ledger(records),
         traced_blocks=traced_layers,
+        time=time_section(records, estimate) if estimate is not None else None,
     )
+
+
+def time_section(records: list[NodeCost], estimate: TimeEstimate) -> dict:
+    """The report's `time`: the profile, and GPU kernel time beside the wall time it is part of."""
+    kernel = {c: 0 for c in CATEGORIES}
+    for r, k in zip(records, estimate.kernel_ns, strict=True):
+        if r.kind == "costed":
+            kernel[category_of(r.module, r.family)] += k
+    return {**estimate.info, "forward_kernel_ns": sum(kernel.values()), "kernel_ns_by_category": kernel}
 
 
 def load_config_source(config: WanConfig | str | Path) -> tuple[WanConfig, dict]:
@@ -115,8 +143,9 @@ def config_path_display(path: Path) -> Path:
         return path
 
 
-def roll_up(records: list[NodeCost], model: torch.nn.Module) -> list[ModuleRow]:
-    """One row per module path and functional scope; inclusive = exclusive + children, exactly."""
+def roll_up(records: list[NodeCost], model: torch.nn.Module, times: Sequence[int] | None = None) -> list[ModuleRow]:
+    """One row per module path and functional scope; inclusive = exclusive + children, exactly. `times`, one per
+    record, adds predicted time."""
     exclusive: dict[str, Metrics] = {}
     first_seen: dict[str, int] = {}
     calls: Counter[str] = Counter()
@@ -129,8 +158,8 @@ def roll_up(records: list[NodeCost], model: torch.nn.Module) -> list[ModuleRow]:
         output_bytes[_path_of(key)] += last.pop(key).output_bytes
 
     previous: tuple[str, ...] = ()
-    for r in records:
-        exclusive[r.module] = exclusive.get(r.module, ZERO) + metrics_of(r)
+    for i, r in enumerate(records):
+        exclusive[r.module] = exclusive.get(r.module, ZERO) + metrics_of(r, times[i] if times is not None else None)
         first_seen.setdefault(r.module, r.index)
         current = set(r.stack)
         for key in previous:
@@ -192,8 +221,8 @@ def roll_up(records: list[NodeCost], model: torch.nn.Module) -> list[ModuleRow]:
     return rows
 
 
-def metrics_of(r: NodeCost) -> Metrics:
-    return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written)
+def metrics_of(r: NodeCost, time_ns: int | None = None) -> Metrics:
+    return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written, time_ns)
 
 
 def _path_of(key: str) -> str:
@@ -209,13 +238,18 @@ def _parent(i: str, ids: set[str]) -> str:
     return ROOT
 
 
-def categorize(records: list[NodeCost], weights: list[int] | None = None) -> dict[str, Metrics]:
-    """Category totals; `weights` (from replication_weights) counts each record that many times."""
-    totals = {c: ZERO for c in CATEGORIES}
+def categorize(records: list[NodeCost], weights: list[int] | None = None,
+               times: Sequence[int] | None = None) -> dict[str, Metrics]:
+    """Category totals; `weights` (from replication_weights) counts each record that many times; `times`, one
+    per record, adds predicted time (a metadata node's time, the wait it causes, goes to its module's category)."""
+    totals = {c: ZERO if times is None else Metrics(time_ns=0) for c in CATEGORIES}
     for i, r in enumerate(records):
+        if r.kind == "metadata" and times is not None and times[i]:
+            c = category_of(r.module)
+            totals[c] = totals[c] + Metrics(time_ns=times[i])
         if r.kind == "costed":
             c = category_of(r.module, r.family)
-            m = metrics_of(r)
+            m = metrics_of(r, times[i] if times is not None else None)
             totals[c] = totals[c] + (m.times(weights[i]) if weights else m)
     return totals
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .hotspots import natural_key
 from .metrics import ZERO, Metrics
-from .report import ModuleRow
+from .report import READABLE_SCHEMAS, ModuleRow
 from .roles import aggregate
 
 MEASURES: dict[str, Callable[[Metrics], int]] = {
@@ -48,9 +48,19 @@ def _ratio(a: int, b: int) -> float | None:
     return round(b / a, 6) if a else None
 
 
-def _delta(a: Metrics, b: Metrics, total_a: Metrics, total_b: Metrics) -> dict:
+TIME: Callable[[Metrics], int] = lambda m: m.time_ns or 0  # noqa: E731
+
+
+def measures_of(a: dict, b: dict) -> dict[str, Callable[[Metrics], int]]:
+    """FLOPs and bytes always; predicted time when both reports carry it (analyze --gpu)."""
+    timed = all(doc["totals"]["forward"].get("time_ns") is not None for doc in (a, b))
+    return {**MEASURES, "time": TIME} if timed else dict(MEASURES)
+
+
+def _delta(a: Metrics, b: Metrics, total_a: Metrics, total_b: Metrics,
+           measures: dict[str, Callable[[Metrics], int]]) -> dict:
     out = {}
-    for name, value in MEASURES.items():
+    for name, value in measures.items():
         va, vb, ta, tb = value(a), value(b), value(total_a), value(total_b)
         out[name] = {
             "a": va, "b": vb, "delta": vb - va, "ratio": _ratio(va, vb),
@@ -73,14 +83,18 @@ def _parse(doc: dict, name: str) -> tuple[Metrics, dict[str, Metrics], list[Modu
 
 def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", "B")) -> dict:
     """Totals ratios, and per-category and per-role differences of two reports (`b` against `a`), each list
-    sorted by the absolute change of `by` (torch, full or bytes), largest first; ties by id."""
-    if by not in MEASURES:
-        raise CompareError(f"compare: --by must be one of {', '.join(MEASURES)}, got {by!r}")
-    if a["schema_version"] != b["schema_version"]:
-        raise CompareError(
-            f"compare: {names[0]} has schema_version {a['schema_version']} but {names[1]} has "
-            f"{b['schema_version']}; re-run wantrace analyze so both use one schema"
-        )
+    sorted by the absolute change of `by` (torch, full, bytes, or time when both have it), largest first; ties by
+    id. Reports of schema 1 and 2 compare (2 only adds optional time)."""
+    for doc, name in ((a, names[0]), (b, names[1])):
+        if doc["schema_version"] not in READABLE_SCHEMAS:
+            raise CompareError(
+                f"compare: {name} has schema_version {doc['schema_version']}; this wantrace reads "
+                f"{' and '.join(map(str, READABLE_SCHEMAS))}: re-run wantrace analyze")
+    measures = measures_of(a, b)
+    if by == "time" and "time" not in measures:
+        raise CompareError("compare: --by time needs predicted time in both reports (wantrace analyze --gpu NAME)")
+    if by not in measures:
+        raise CompareError(f"compare: --by must be one of {', '.join(measures)}, got {by!r}")
     fa, ca, rows_a = _parse(a, names[0])
     fb, cb, rows_b = _parse(b, names[1])
     if not {r.id for r in rows_a} & {r.id for r in rows_b}:
@@ -90,12 +104,13 @@ def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", 
     for key in ("forward", "step", "generation"):
         ma, mb = Metrics.from_dict(a["totals"][key]), Metrics.from_dict(b["totals"][key])
         totals[key] = {name: {"a": value(ma), "b": value(mb), "delta": value(mb) - value(ma),
-                              "ratio": _ratio(value(ma), value(mb))} for name, value in MEASURES.items()}
+                              "ratio": _ratio(value(ma), value(mb))} for name, value in measures.items()}
 
     def ranked(entries: list[dict]) -> list[dict]:
         return sorted(entries, key=lambda e: (-abs(e[by]["delta"]), natural_key(e["id"])))
 
-    categories = [{"id": c, **_delta(ca.get(c, ZERO), cb.get(c, ZERO), fa, fb)} for c in dict.fromkeys([*ca, *cb])]
+    categories = [{"id": c, **_delta(ca.get(c, ZERO), cb.get(c, ZERO), fa, fb, measures)}
+                  for c in dict.fromkeys([*ca, *cb])]
     roles_a = {r.id: r for r in aggregate(rows_a)}
     roles_b = {r.id: r for r in aggregate(rows_b)}
     roles = []
@@ -105,11 +120,12 @@ def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", 
             "id": rid,
             "category": (rb or ra).category,
             "count": {"a": ra.count if ra else 0, "b": rb.count if rb else 0},
-            **_delta(ra.metrics if ra else ZERO, rb.metrics if rb else ZERO, fa, fb),
+            **_delta(ra.metrics if ra else ZERO, rb.metrics if rb else ZERO, fa, fb, measures),
         })
     return {
-        "schema_version": a["schema_version"],
+        "schema_version": max(a["schema_version"], b["schema_version"]),
         "by": by,
+        "measures": list(measures),
         "a": _side(a, names[0]),
         "b": _side(b, names[1]),
         "totals": totals,

@@ -1,7 +1,7 @@
 """Hotspots: the top layers (roles summed over the blocks, or single modules) and categories of one forward,
-by FLOPs and by bytes. FLOPs rank by the `full` convention, which prices every op (under `torch`, norms,
-RoPE and modulation would all tie at zero); ties break by id in natural order, so the order never depends
-on the order of the input."""
+by FLOPs, by bytes, and by predicted time when the report has it. FLOPs rank by the `full` convention, which
+prices every op (under `torch`, norms, RoPE and modulation would all tie at zero); ties break by id in
+natural order, so the order never depends on the order of the input."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ MEASURES: dict[str, Callable[[Metrics], int]] = {
     "flops": lambda m: m.flops_full,
     "bytes": lambda m: m.bytes,
 }
+TIME: Callable[[Metrics], int] = lambda m: m.time_ns or 0  # noqa: E731
+
+
+def measures_for(report: Report) -> dict[str, Callable[[Metrics], int]]:
+    """FLOPs and bytes; predicted time too when the report was timed on a hardware profile."""
+    return {**MEASURES, "time": TIME} if report.forward.time_ns is not None else dict(MEASURES)
 
 T = TypeVar("T")
 
@@ -47,7 +53,7 @@ def hotspots(report: Report, by_module: bool = False, layers: int = LAYERS, cate
     what costs nothing under a measure is no hotspot of it."""
     roles = aggregate(report.modules, by_module=by_module)
     top_layers, top_categories = {}, {}
-    for name, f in MEASURES.items():
+    for name, f in measures_for(report).items():
         top_layers[name] = top_k([r for r in roles if f(r.metrics)], lambda r, f=f: f(r.metrics), lambda r: r.id,
                                  layers)
         top_categories[name] = top_k([kv for kv in report.categories.items() if f(kv[1])], lambda kv, f=f: f(kv[1]),

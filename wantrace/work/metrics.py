@@ -1,4 +1,8 @@
-"""Exact cost arithmetic: Python ints only, so every roll-up is exact and order-independent."""
+"""Exact cost arithmetic: Python ints only, so every roll-up is exact and order-independent.
+
+`time_ns` is the predicted time on a hardware profile (wantrace.timing), in integer nanoseconds so that a
+parent's time is the sum of its children's exactly; None when no profile was asked for, and then it never
+appears in what a report writes."""
 
 from __future__ import annotations
 
@@ -11,33 +15,44 @@ class Metrics:
     flops_full: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    time_ns: int | None = None
 
     @property
     def bytes(self) -> int:
         return self.bytes_read + self.bytes_written
 
     def __add__(self, other: Metrics) -> Metrics:
+        if self.time_ns is None and other.time_ns is None:
+            time_ns = None
+        else:
+            time_ns = (self.time_ns or 0) + (other.time_ns or 0)
         return Metrics(
             self.flops_torch + other.flops_torch,
             self.flops_full + other.flops_full,
             self.bytes_read + other.bytes_read,
             self.bytes_written + other.bytes_written,
+            time_ns,
         )
 
     def times(self, k: int) -> Metrics:
-        return Metrics(self.flops_torch * k, self.flops_full * k, self.bytes_read * k, self.bytes_written * k)
+        return Metrics(self.flops_torch * k, self.flops_full * k, self.bytes_read * k, self.bytes_written * k,
+                       None if self.time_ns is None else self.time_ns * k)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "flops": {"torch": self.flops_torch, "full": self.flops_full},
             "bytes": self.bytes,
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
         }
+        if self.time_ns is not None:
+            d["time_ns"] = self.time_ns
+            d["time_s"] = self.time_ns / 1e9
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Metrics:
-        return cls(d["flops"]["torch"], d["flops"]["full"], d["bytes_read"], d["bytes_written"])
+        return cls(d["flops"]["torch"], d["flops"]["full"], d["bytes_read"], d["bytes_written"], d.get("time_ns"))
 
 
 ZERO = Metrics()

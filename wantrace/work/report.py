@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .metrics import Metrics
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: optional predicted time (time_ns/time_s, `time`); docs/report-schema.md
+READABLE_SCHEMAS = (1, 2)  # what compare accepts: 2 only adds optional fields
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Report:
     totals: dict
     ledger: dict
     traced_blocks: int = 0
+    time: dict | None = None  # the hardware profile and time model, when time was predicted
 
     def module(self, module_id: str) -> ModuleRow:
         for row in self.modules:
@@ -92,6 +94,7 @@ class Report:
                     "torch": _share(m.flops_torch, forward.flops_torch),
                     "full": _share(m.flops_full, forward.flops_full),
                     "bytes": _share(m.bytes, forward.bytes),
+                    **({"time": _share(m.time_ns or 0, forward.time_ns)} if forward.time_ns is not None else {}),
                 },
             })
         totals = {k: (v.to_dict() if isinstance(v, Metrics) else v) for k, v in self.totals.items()}
@@ -108,6 +111,7 @@ class Report:
             "categories": categories,
             "modules": [row.to_dict() for row in self.modules],
             "ledger": self.ledger,
+            **({"time": self.time} if self.time is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -1,0 +1,426 @@
+"""wantrace calibrate: measure the curves the time predictor reads, on the GPU itself (docs/time-model.md).
+
+- GEMM: for every weight shape (N x K) the shipped configs have, over a grid of M that includes every M the
+  presets produce, in bf16 (and fp32 on a smaller grid), timed as replays of a captured CUDA graph, with the
+  weights rotated among copies that together exceed L2 (the model reads each weight from DRAM once).
+- Attention: scaled_dot_product_attention (torch's default backend choice) over query length, for
+  self-attention (Sq = Sk) and cross-attention onto text and image tokens, at the head counts of the configs.
+- Memory-bound kernels by class (elementwise, cast, copy, reduction, norm, activation) and dtype, over bytes.
+- CPU overhead per op class: the wall time to issue a tiny op, a view, a module call.
+Each measurement is warmed up first; GPU times are medians over replays."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..timing.predictor import sdpa_key
+from ..timing.profile import HARDWARE, PROFILE_SCHEMA, check
+from ..work.workload import PRESETS
+from .device import VerifyError, check_device, device_info
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+M_GRID = (1, 16, 64, 256, 1024, 4096, 16384, 65536)
+FP32_M_MAX = 16384  # fp32 GEMMs run on CUDA cores: past this the curve's throughput is flat and extrapolates
+L_GRID = (256, 1024, 4096, 8192, 16384, 32768, 65536)
+SIZES = tuple(4 ** k for k in range(5, 16))  # elements per tensor: 1 Ki .. 1 Gi
+ROW = 5120  # the width of the reductions and norms (the 14B's dim; the 1.3B's 1536 runs at the same speed per byte)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """What the shipped configs run at the presets: GEMMs by dtype as (n, k) -> {m}, attention as
+    (d, sq, sk, heads)."""
+
+    gemm: dict[tuple[int, int], set[int]]
+    sdpa: set[tuple[int, int, int, int]]
+
+
+def model_shapes(configs: Iterable[Path]) -> Shapes:
+    """Trace each distinct config (two blocks) once and re-run it on every preset of its task."""
+    from wan_reference import get_policy
+    from wan_reference.config import read_config
+
+    from ..work.trace import cost_graph, trace_graph
+    from ..work.workload import resolve
+
+    gemm: dict[tuple[int, int], set[int]] = {}
+    sdpa: set[tuple[int, int, int, int]] = set()
+    seen = set()
+    policy = get_policy("bf16")
+    for path in configs:
+        config, _ = read_config(path)
+        config = dataclasses.replace(config, num_layers=min(config.num_layers, 2))
+        if config in seen:
+            continue
+        seen.add(config)
+        graph = trace_graph(config, policy)
+        for name, preset in PRESETS.items():
+            if config.model_type not in preset.tasks:
+                continue
+            wl, geo = resolve(name, config)
+            for r in cost_graph(graph, config, policy, geo.latent, wl.batch).records:
+                if r.kind != "costed" or not r.cost.gemms:
+                    continue
+                if r.family == "attention":
+                    qk = r.cost.gemms[0]
+                    sdpa.add((qk.k, qk.m, qk.n, qk.count))
+                elif r.family == "matmul":
+                    for g in r.cost.gemms:
+                        gemm.setdefault((g.n, g.k * g.taps), set()).add(g.m * g.count)
+    return Shapes(gemm, sdpa)
+
+
+# --- timing ----------------------------------------------------------------------------------------------------
+
+def gpu_ns(fn: Callable[[], object], reps: int) -> float:
+    """Median GPU time of one call of `fn`, from replays of a CUDA graph of `reps` calls (launch gaps as in a
+    full queue); plain launches timed with events where capture fails."""
+    fn()
+    torch.cuda.synchronize()
+    try:
+        graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            fn()
+            with torch.cuda.graph(graph, stream=stream):
+                for _ in range(reps):
+                    fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        run = graph.replay
+    except RuntimeError:
+        def run():
+            for _ in range(reps):
+                fn()
+    run()
+    samples = []
+    for _ in range(3):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) * 1e6 / reps)
+    return statistics.median(samples)
+
+
+def reps_for(estimate_ns: float) -> int:
+    """Enough calls per sample to fill ~5 ms, at most 200."""
+    return max(1, min(200, int(5e6 / max(estimate_ns, 1.0))))
+
+
+def cpu_ns(fn: Callable[[], object], calls: int = 2000) -> float:
+    """Wall time per call of issuing `fn` back to back (best of 3)."""
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / calls * 1e9)
+    return best
+
+
+# --- the benchmarks --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Job:
+    table: str  # gemm, sdpa, memory, overhead
+    dtype: str
+    key: str
+    run: Callable[[], tuple[int, float]]  # -> (size: FLOPs or bytes moved, GPU or CPU nanoseconds)
+    label: str
+
+
+def gemm_jobs(shapes: Shapes, l2_bytes: int) -> list[Job]:
+    jobs = []
+    for dtype, m_max in ((torch.bfloat16, None), (torch.float32, FP32_M_MAX)):
+        name = str(dtype).removeprefix("torch.")
+        for (n, k), ms in sorted(shapes.gemm.items()):
+            grid = sorted(set(M_GRID) | ms)
+            if m_max is not None:
+                grid = [m for m in grid if m <= m_max]
+            for m in grid:
+                jobs.append(Job("gemm", name, f"{n}x{k}", _gemm(m, n, k, dtype, l2_bytes),
+                                f"GEMM {name} {m}x{n}x{k}"))
+    return jobs
+
+
+def _gemm(m: int, n: int, k: int, dtype: torch.dtype, l2_bytes: int) -> Callable[[], tuple[int, float]]:
+    def run() -> tuple[int, float]:
+        x = torch.randn(m, k, device="cuda", dtype=dtype)
+        weight_bytes = n * k * x.element_size()
+        copies = max(1, min(8, math.ceil(3 * l2_bytes / weight_bytes)))
+        ws = [torch.randn(n, k, device="cuda", dtype=dtype) / math.sqrt(k) for _ in range(copies)]
+        bias = torch.randn(n, device="cuda", dtype=dtype)
+        state = {"i": 0}
+
+        def call():
+            state["i"] = (state["i"] + 1) % copies
+            return F.linear(x, ws[state["i"]], bias)
+
+        estimate = 2 * m * n * k / 400e3  # ns at 400 TFLOP/s, only to size the replays
+        # one graph of `copies` distinct calls, so each replay reads every weight copy
+        reps = copies * max(1, reps_for(estimate) // copies)
+        return 2 * m * n * k, gpu_ns(call, reps)
+    return run
+
+
+def sdpa_jobs(shapes: Shapes) -> list[Job]:
+    jobs = []
+    dims = sorted({d for d, *_ in shapes.sdpa})
+    heads = sorted({h for *_, h in shapes.sdpa})
+    cross = sorted({sk for _, sq, sk, _ in shapes.sdpa if sq != sk})
+    lengths = {sq for _, sq, _, _ in shapes.sdpa}
+    for d in dims:
+        for h in heads:
+            for sq in sorted(set(L_GRID) | lengths):
+                for sk in [sq, *cross]:
+                    jobs.append(Job("sdpa", "bfloat16", sdpa_key(d, sq, sk, h), _sdpa(h, sq, sk, d),
+                                    f"SDPA h{h} {sq}x{sk} d{d}"))
+    return jobs
+
+
+def _sdpa(h: int, sq: int, sk: int, d: int) -> Callable[[], tuple[int, float]]:
+    def run() -> tuple[int, float]:
+        q = torch.randn(1, h, sq, d, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(1, h, sk, d, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(1, h, sk, d, device="cuda", dtype=torch.bfloat16)
+        flops = 4 * h * sq * sk * d
+        return flops, gpu_ns(lambda: F.scaled_dot_product_attention(q, k, v), reps_for(flops / 300e3))
+    return run
+
+
+def _memory_ops() -> dict[str, list[tuple[torch.dtype, Callable[[int, torch.dtype], Callable[[], object]]]]]:
+    """Per class, (input dtype, builder of a call on tensors of n elements) as the model runs them."""
+    def binary(n, dt):
+        a, b = torch.randn(n, device="cuda", dtype=dt), torch.randn(n, device="cuda", dtype=dt)
+        return lambda: a + b
+
+    def complex_mul(n, dt):
+        a = torch.randn(n // 2, device="cuda", dtype=dt)
+        b = torch.randn(n // 2, device="cuda", dtype=dt)
+        return lambda: a * b
+
+    def cast_to(target):
+        def build(n, dt):
+            a = torch.randn(n, device="cuda", dtype=dt)
+            return lambda: a.to(target)
+        return build
+
+    def concat(n, dt):
+        a, b = torch.randn(n // 2, device="cuda", dtype=dt), torch.randn(n // 2, device="cuda", dtype=dt)
+        return lambda: torch.cat([a, b])
+
+    def rows(n):
+        return max(1, n // ROW)
+
+    def mean(n, dt):
+        a = torch.randn(rows(n), ROW, device="cuda", dtype=dt)
+        return lambda: a.mean(dim=-1, keepdim=True)
+
+    def layer_norm(n, dt):
+        a = torch.randn(rows(n), ROW, device="cuda", dtype=dt)
+        return lambda: F.layer_norm(a, (ROW,), eps=1e-6)
+
+    def gelu(n, dt):
+        a = torch.randn(n, device="cuda", dtype=dt)
+        return lambda: F.gelu(a, approximate="tanh")
+
+    return {
+        "elementwise": [(torch.bfloat16, binary), (torch.float32, binary), (torch.complex64, complex_mul),
+                        (torch.complex128, complex_mul)],
+        "cast": [(torch.bfloat16, cast_to(torch.float32)), (torch.float32, cast_to(torch.bfloat16)),
+                 (torch.float64, cast_to(torch.float32))],
+        "copy": [(torch.bfloat16, concat), (torch.float32, concat)],
+        "reduction": [(torch.float32, mean)],
+        "norm": [(torch.float32, layer_norm)],
+        "activation": [(torch.bfloat16, gelu), (torch.float32, gelu)],
+    }
+
+
+def memory_jobs(max_bytes: int) -> list[Job]:
+    jobs = []
+    for cls, ops in _memory_ops().items():
+        for dtype, build in ops:
+            name = str(dtype).removeprefix("torch.")
+            for n in SIZES:
+                if n * dtype.itemsize * 3 > max_bytes:
+                    continue
+                jobs.append(Job("memory", name, cls, _memory(build, n, dtype), f"{cls} {name} {n} elements"))
+    return jobs
+
+
+def _memory(build, n: int, dtype: torch.dtype) -> Callable[[], tuple[int, float]]:
+    def run() -> tuple[int, float]:
+        call = build(n, dtype)
+        moved = _bytes_of(call, call())
+        return moved, gpu_ns(call, reps_for(moved / 2.0))
+    return run
+
+
+def _bytes_of(call, out: torch.Tensor) -> int:
+    """Bytes read and written, as the rule book counts them: the closure's input tensors and the output."""
+    inputs = [c.cell_contents for c in (call.__closure__ or ()) if isinstance(c.cell_contents, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in inputs) + out.numel() * out.element_size()
+
+
+def overhead_jobs() -> list[Job]:
+    """CPU time to issue each class of op, on tiny tensors shaped like the model's ([1, tokens, dim])."""
+    def build():
+        x16 = torch.randn(1, 4, 64, device="cuda", dtype=torch.bfloat16)
+        x32 = x16.float()
+        w, b = torch.randn(64, 64, device="cuda", dtype=torch.bfloat16), torch.randn(64, device="cuda",
+                                                                                        dtype=torch.bfloat16)
+        q = torch.randn(1, 2, 4, 64, device="cuda", dtype=torch.bfloat16)
+        module = torch.nn.Identity()
+
+        def views():
+            y = x16.unflatten(2, (2, 32)).transpose(1, 2)
+            return y.flatten(2)
+
+        return {
+            "gemm": lambda: F.linear(x16, w, b),
+            "sdpa": lambda: F.scaled_dot_product_attention(q, q, q),
+            "elementwise": lambda: x32 * x32,
+            "cast": lambda: x16.float(),
+            "copy": lambda: torch.cat([x16, x16]),
+            "reduction": lambda: x32.mean(dim=-1, keepdim=True),
+            "norm": lambda: F.layer_norm(x32, (64,), eps=1e-6),
+            "activation": lambda: F.gelu(x16, approximate="tanh"),
+            "view": views,
+            "module": lambda: module(x16),
+        }
+
+    calls: dict[str, Callable[[], object]] = {}
+
+    def job(cls: str) -> Callable[[], tuple[int, float]]:
+        def run() -> tuple[int, float]:
+            if not calls:
+                calls.update(build())
+            ns = cpu_ns(calls[cls])
+            return 1, ns / 3 if cls == "view" else ns  # three views per call
+        return run
+
+    classes = ("gemm", "sdpa", "elementwise", "cast", "copy", "reduction", "norm", "activation", "view", "module")
+    return [Job("overhead", "", cls, job(cls), f"CPU overhead: {cls}") for cls in classes]
+
+
+# --- the whole calibration -------------------------------------------------------------------------------------
+
+def spec_base(device_name: str, out: Path) -> dict:
+    """The spec part of the profile: the output file's own if it has one, else the profile in hardware/ whose
+    `match` names this device."""
+    if out.exists():
+        try:
+            doc = json.loads(out.read_text())
+            return {k: doc[k] for k in ("name", "gpu", "match", "spec")}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    for path in sorted(HARDWARE.glob("*.json")):
+        doc = json.loads(path.read_text())
+        if any(m in device_name for m in doc.get("match", [])):
+            return {k: doc[k] for k in ("name", "gpu", "match", "spec")}
+    raise VerifyError(f"calibrate: no profile in {HARDWARE} matches {device_name!r} (its `match` list); write its "
+                      "spec figures first, or give --out an existing profile")
+
+
+def driver_version() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fit_efficiency(doc: dict) -> dict:
+    """The best throughput each curve reached, over the spec figure: what the roofline fallback scales by."""
+    spec = doc["spec"]
+    cal = doc["calibrated"]
+    bf16_peak = spec["tensor_flops"]["bfloat16"]["value"]
+    bandwidth = spec["memory_bandwidth"]["value"]
+
+    def best(table: str, dtype: str) -> float:
+        return max((p[0] / p[1] for s in cal[table].get(dtype, {}).values() for p in s), default=0.0)
+
+    copy = max((p[0] / p[1] for dt in cal["memory"].values() for cls in ("elementwise", "copy")
+                for p in dt.get(cls, [])), default=0.0)
+    return {"tensor": round(best("gemm", "bfloat16") * 1e9 / bf16_peak, 4),
+            "attention": round(best("sdpa", "bfloat16") * 1e9 / bf16_peak, 4),
+            "bandwidth": round(copy * 1e9 / bandwidth, 4)}
+
+
+def check_cuda(device: str) -> torch.device:
+    if device != "cuda":
+        raise VerifyError(f"calibrate: --device {device}: calibration times GPU kernels; it needs --device cuda")
+    if not torch.cuda.is_available():
+        raise VerifyError(f"calibrate: no CUDA GPU on this machine (torch {torch.__version__}); run it on the GPU "
+                          "to be profiled")
+    return check_device(device)
+
+
+def calibrate(out: Path, device: str = "cuda", configs: Iterable[Path] | None = None, progress=None,
+              quick: bool = False) -> dict:
+    """Measure everything and return the profile document (spec + calibrated); the caller writes it."""
+    dev = check_cuda(device)
+    started = time.perf_counter()
+    props = torch.cuda.get_device_properties(dev)
+    base = spec_base(props.name, out)
+    configs = list(configs) if configs is not None else sorted(MODELS.glob("*/config.json"))
+    shapes = model_shapes(configs)
+    l2 = int(getattr(props, "L2_cache_size", 0)) or int(base["spec"]["l2_bytes"]["value"])
+    jobs = overhead_jobs() + gemm_jobs(shapes, l2) + sdpa_jobs(shapes) + memory_jobs(props.total_memory // 4)
+    if quick:
+        jobs = jobs[::7]
+    tables: dict[str, dict] = {"gemm": {}, "sdpa": {}, "memory": {}, "overhead_ns": {}}
+    step = progress or (lambda job, i, n: None)
+    torch.backends.cuda.matmul.allow_tf32 = False  # torch's default; stated, not assumed
+    with torch.no_grad():
+        for i, job in enumerate(jobs):
+            step(job, i, len(jobs))
+            size, ns = job.run()
+            if job.table == "overhead":
+                tables["overhead_ns"][job.key] = round(ns, 1)
+                continue
+            tables[job.table].setdefault(job.dtype, {}).setdefault(job.key, []).append([size, round(ns, 1)])
+            torch.cuda.empty_cache()
+    for table in ("gemm", "sdpa", "memory"):
+        for series in tables[table].values():
+            for points in series.values():
+                points.sort()
+    doc = {
+        "schema_version": PROFILE_SCHEMA,
+        **base,
+        "calibrated": {
+            "device": {**device_info(dev), "sms": props.multi_processor_count, "l2_bytes": l2},
+            "driver": driver_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "date": datetime.date.today().isoformat(),
+            "overhead_ns": tables["overhead_ns"],
+            "gemm": tables["gemm"],
+            "sdpa": tables["sdpa"],
+            "memory": tables["memory"],
+            "efficiency": {},
+        },
+    }
+    doc["calibrated"]["efficiency"] = fit_efficiency(doc)
+    doc["calibrated"]["seconds"] = round(time.perf_counter() - started, 1)
+    check(doc, str(out))
+    return doc
+

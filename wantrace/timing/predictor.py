@@ -1,0 +1,180 @@
+"""How long each node of a forward takes on a hardware profile, as eager PyTorch runs it (docs/time-model.md).
+
+Each costed node is one kernel of a class (GEMM, attention, or a memory-bound class by rule family). Its GPU
+time comes from the profile's calibrated curves: for a GEMM the curve of its weight shape (N x K) over FLOPs,
+for attention the curve of its head dim, key length and heads, for the rest the curve of its class and dtype
+over bytes moved; where no curve fits, a roofline with the efficiencies the calibration fitted. The CPU issues
+every op (a kernel, a view, a module call) with a calibrated overhead, and the GPU runs one kernel at a time
+in issue order: a one-stream queue, simulated node by node. A node's time is how far it moves the end of the
+GPU's work, so the times of a forward's nodes add up to the forward, in integer nanoseconds; a node the CPU
+had to wait for carries the wait (launch-bound work shows up where it happens)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..rules import Gemm
+from ..work.trace import NodeCost
+from .profile import HARDWARE, KERNEL_CLASSES, Profile, ProfileError, load_profile
+from .series import Series
+
+FAMILY_CLASS = {"matmul": "gemm", "conv": "gemm", "attention": "sdpa", "cast": "cast", "memory": "copy",
+                "view": "copy", "reduction": "reduction", "norm": "norm", "activation": "activation",
+                "elementwise": "elementwise"}
+ASSUMPTIONS = ("eager PyTorch: every costed op is its own kernel (no fusion); one CUDA stream, kernels in issue "
+               "order (no overlap); the CPU issues each op, view and module call with a calibrated overhead")
+
+
+def kernel_class(r: NodeCost) -> str:
+    return FAMILY_CLASS.get(r.family, "copy")
+
+
+def dtype_name(r: NodeCost) -> str:
+    return str(r.in_dtype).removeprefix("torch.") if r.in_dtype is not None else "float32"
+
+
+def gemm_key(g: Gemm) -> str:
+    return f"{g.n}x{g.k * g.taps}"
+
+
+def sdpa_key(d: int, sq: int, sk: int, heads: int) -> str:
+    return f"d{d}/{'self' if sq == sk else f'sk{sk}'}/h{heads}"
+
+
+@dataclass
+class Estimate:
+    ns: list[int]
+    kernel_ns: list[int]
+    info: dict = field(default_factory=dict)
+
+
+class Predictor:
+    """A profile's time model; call it on one forward's records (execution order)."""
+
+    def __init__(self, profile: Profile | str):
+        self.profile = load_profile(profile) if isinstance(profile, str) else profile
+        cal = self.profile.calibrated
+        self.reference: Profile | None = None
+        if cal is None:
+            ref = self.profile.doc.get("assume_from")
+            if not ref:
+                raise ProfileError(f"profile {self.profile.name}: uncalibrated and names no assume_from profile")
+            self.reference = load_profile(HARDWARE / f"{ref}.json")
+            cal = self.reference.calibrated
+            if cal is None:
+                raise ProfileError(f"profile {self.profile.name}: assume_from {ref} is not calibrated")
+        self.cal = cal
+        self.calibrated = self.reference is None
+        self.overhead = {k: int(round(v)) for k, v in cal["overhead_ns"].items()}
+        self.eff = cal["efficiency"]
+        # curves are the measured GPU's own: only a calibrated profile uses them
+        self.gemm = self._curves("gemm") if self.calibrated else {}
+        self.sdpa = self._curves("sdpa") if self.calibrated else {}
+        self.memory = self._curves("memory") if self.calibrated else {}
+        # the shortest kernel of each class, carried to a spec-only profile as its floor
+        self.floor = {c: min(p[1] for dt in cal["memory"].values() for p in dt.get(c, [[0, math.inf]]))
+                      for c in KERNEL_CLASSES}
+        self.floor["gemm"] = min(p[1] for dt in cal["gemm"].values() for s in dt.values() for p in s)
+        self.floor["sdpa"] = min(p[1] for dt in cal["sdpa"].values() for s in dt.values() for p in s)
+        self._cache: dict[tuple, int] = {}
+
+    def _curves(self, table: str) -> dict[str, dict[str, Series]]:
+        return {dt: {key: Series(points) for key, points in series.items()} for dt, series in self.cal[table].items()}
+
+    # --- the GPU time of one kernel --------------------------------------------------------------------------
+
+    def kernel_ns(self, r: NodeCost) -> int:
+        if r.kind != "costed":
+            return 0
+        key = (r.family, r.name, r.in_dtype, r.cost.gemms, r.cost.bytes_read, r.cost.bytes_written,
+               r.cost.flops_full)
+        if key not in self._cache:
+            self._cache[key] = max(1, int(round(self._kernel(r))))
+        return self._cache[key]
+
+    def _kernel(self, r: NodeCost) -> float:
+        cls, dtype = kernel_class(r), dtype_name(r)
+        if cls == "gemm" and r.cost.gemms:
+            return sum(self._gemm(g, dtype, r) for g in r.cost.gemms)
+        if cls == "sdpa" and r.cost.gemms:
+            return self._sdpa(r.cost.gemms, dtype)
+        return self._memory(cls, dtype, r.cost.bytes)
+
+    def _gemm(self, g: Gemm, dtype: str, r: NodeCost) -> float:
+        curve = self.gemm.get(dtype, {}).get(gemm_key(g))
+        if curve is not None:
+            return curve(g.flops)
+        moved = r.cost.bytes if len(r.cost.gemms) == 1 else 0
+        return self._roofline(g.flops, moved, dtype, "tensor", "gemm")
+
+    def _sdpa(self, gemms: tuple[Gemm, ...], dtype: str) -> float:
+        qk = gemms[0]
+        flops = sum(g.flops for g in gemms)
+        curves = self.sdpa.get(dtype, {})
+        prefix = sdpa_key(qk.k, qk.m, qk.n, 0).rsplit("/h", 1)[0] + "/h"
+        candidates = [(abs(math.log(int(k[len(prefix):]) / qk.count)), k) for k in curves if k.startswith(prefix)]
+        if candidates:
+            return curves[min(candidates)[1]](flops)
+        return self._roofline(flops, 0, dtype, "attention", "sdpa")
+
+    def _memory(self, cls: str, dtype: str, moved: int) -> float:
+        curve = self.memory.get(dtype, {}).get(cls)
+        if curve is None:  # the class measured in another dtype: bytes are bytes
+            curve = next((s[cls] for s in self.memory.values() if cls in s), None)
+        if curve is not None:
+            return curve(max(moved, 1))
+        bandwidth = self.profile.figure("memory_bandwidth") * self.eff["bandwidth"] / 1e9  # bytes per ns
+        return max(self.floor.get(cls, 0.0), moved / bandwidth)
+
+    def _roofline(self, flops: int, moved: int, dtype: str, efficiency: str, cls: str) -> float:
+        peak = self._peak(dtype) * self.eff[efficiency if dtype in ("bfloat16", "float16") else "tensor"] / 1e9
+        bandwidth = self.profile.figure("memory_bandwidth") * self.eff["bandwidth"] / 1e9
+        return max(self.floor.get(cls, 0.0), flops / peak, moved / bandwidth)
+
+    def _peak(self, dtype: str) -> float:
+        tensor = self.profile.spec["tensor_flops"]
+        if dtype in tensor:
+            return self.profile.figure("tensor_flops", dtype)
+        if dtype == "float64" and "fp64_flops" in self.profile.spec:
+            return self.profile.figure("fp64_flops")
+        return self.profile.figure("fp32_flops")  # torch's default fp32 matmul runs on CUDA cores, not TF32
+
+    # --- the CPU side and the queue ---------------------------------------------------------------------------
+
+    def overhead_ns(self, r: NodeCost) -> int:
+        if r.kind == "costed":
+            return self.overhead[kernel_class(r)]
+        if r.kind == "metadata" and not r.name.startswith("python "):
+            return self.overhead["view"]
+        return 0
+
+    def __call__(self, records: list[NodeCost]) -> Estimate:
+        ns = [0] * len(records)
+        kernel = [0] * len(records)
+        cpu = gpu = 0
+        previous: set[str] = set()
+        last_kernel = None
+        for i, r in enumerate(records):
+            current = set(r.stack)
+            entered = sum(1 for key in current - previous if "#scope" not in key)
+            previous = current
+            cpu += entered * self.overhead["module"] + self.overhead_ns(r)
+            if r.kind != "costed":
+                continue
+            kernel[i] = self.kernel_ns(r)
+            end = max(gpu, cpu) + kernel[i]
+            ns[i] = end - gpu
+            gpu = end
+            last_kernel = i
+        if cpu > gpu and last_kernel is not None:  # the forward returns after the CPU's last op
+            ns[last_kernel] += cpu - gpu
+        return Estimate(ns, kernel, self.describe())
+
+    def describe(self) -> dict:
+        info = self.profile.describe()
+        info["model"] = ASSUMPTIONS
+        if self.reference is not None:
+            info["uncalibrated"] = (f"spec figures of {self.profile.name} with the efficiencies, overheads and "
+                                    f"kernel floors calibrated on {self.reference.name}")
+        return info
