@@ -14,9 +14,9 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu 
 if [ -z "${PROFILE:-}" ]; then
   export PROFILE=$out/${NAME:?NAME or PROFILE}.json
   start=$(date +%s)
-  (cd /tmp && timeout "${CAL_TIMEOUT:-400}" python3 -m wantrace.cli calibrate --device cuda --out "$PROFILE") \
+  (cd /tmp && timeout "${CAL_TIMEOUT:-400}" python3 -m wantrace.cli calibrate --device cuda --models "$repo/models" --out "$PROFILE") \
     > "$out/calibrate.log" 2>&1
   echo "=== calibrate: exit $? in $(( $(date +%s) - start )) s"; tail -n 3 "$out/calibrate.log"
 fi
 [ -n "${1:-}" ] && bash "$repo/scripts/device_verify.sh" "$1" | grep -E "^===|FAIL|PASS|forward \(wall\)|Error|error"
-python3 "$repo/scripts/time_table.py" "$out/verification"/*/verify.json
+ls "$out"/verification/*/verify.json >/dev/null 2>&1 && python3 "$repo/scripts/time_table.py" "$out"/verification/*/verify.json

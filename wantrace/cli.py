@@ -351,9 +351,12 @@ def print_sweep(result, console: Console) -> None:
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="The profile to write, e.g. hardware/h200.json; its spec figures are kept (or taken from the "
                    "profile in hardware/ that matches the device).")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of config folders whose GEMM and attention shapes are calibrated [default: models/ of "
+                   "this checkout].")
 @click.option("--quick", is_flag=True, help="Every 7th benchmark only: a smoke test of the machinery, not a profile.")
 @one_line_errors
-def calibrate(device, out_path, quick):
+def calibrate(device, out_path, models_dir, quick):
     """Measure GEMM, attention, memory-bound kernels and per-op CPU overhead on this GPU, for the time predictor."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -370,7 +373,8 @@ def calibrate(device, out_path, quick):
         def step(job, i, n):
             progress.update(task, total=n, completed=i, description=job.label)
 
-        doc = run_calibrate(Path(out_path), device=device, progress=step, quick=quick)
+        configs = sorted(Path(models_dir).glob("*/config.json")) if models_dir else None
+        doc = run_calibrate(Path(out_path), device=device, configs=configs, progress=step, quick=quick)
         progress.update(task, completed=progress.tasks[0].total, description="done")
     write_atomic(Path(out_path), json.dumps(doc, indent=1) + "\n")
     cal = doc["calibrated"]

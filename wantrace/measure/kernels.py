@@ -36,7 +36,9 @@ def attribute(events) -> Counter[tuple[str, bool]]:
     out: Counter[tuple[str, bool]] = Counter()
     for event in events:
         kernels = getattr(event, "kernels", None) or []
-        if not kernels or event.name.startswith(RANGE):
+        # an op's kernels only: CUPTI's own events (Command Buffer Full, ...) get a launch's kernels too, by a
+        # shared correlation id, and would count them twice
+        if not kernels or "::" not in event.name or event.name.startswith(RANGE):
             continue
         ident, cast = None, False
         node = event

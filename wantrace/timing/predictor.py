@@ -66,7 +66,8 @@ class Predictor:
                 raise ProfileError(f"profile {self.profile.name}: assume_from {ref} is not calibrated")
         self.cal = cal
         self.calibrated = self.reference is None
-        self.overhead = {k: int(round(v)) for k, v in cal["overhead_ns"].items()}
+        self.overhead = {k: int(round(v)) for k, v in cal["overhead_ns"].items() if k != "python"}
+        self.python = int(round(cal["overhead_ns"].get("python", 0)))
         self.eff = cal["efficiency"]
         # curves are the measured GPU's own: only a calibrated profile uses them
         self.gemm = self._curves("gemm") if self.calibrated else {}
@@ -87,7 +88,7 @@ class Predictor:
     def kernel_ns(self, r: NodeCost) -> int:
         if r.kind != "costed":
             return 0
-        key = (r.family, r.name, r.in_dtype, r.cost.gemms, r.cost.bytes_read, r.cost.bytes_written,
+        key = (r.family, r.name, r.in_dtype, r.layout, r.cost.gemms, r.cost.bytes_read, r.cost.bytes_written,
                r.cost.flops_full)
         if key not in self._cache:
             self._cache[key] = max(1, int(round(self._kernel(r))))
@@ -99,7 +100,7 @@ class Predictor:
             return sum(self._gemm(g, dtype, r) for g in r.cost.gemms)
         if cls == "sdpa" and r.cost.gemms:
             return self._sdpa(r.cost.gemms, dtype)
-        return self._memory(cls, dtype, r.cost.bytes)
+        return self._memory(cls, dtype, r.cost.bytes, r.layout)
 
     def _gemm(self, g: Gemm, dtype: str, r: NodeCost) -> float:
         curve = self.gemm.get(dtype, {}).get(gemm_key(g))
@@ -118,8 +119,11 @@ class Predictor:
             return curves[min(candidates)[1]](flops)
         return self._roofline(flops, 0, dtype, "attention", "sdpa")
 
-    def _memory(self, cls: str, dtype: str, moved: int) -> float:
-        curve = self.memory.get(dtype, {}).get(cls)
+    def _memory(self, cls: str, dtype: str, moved: int, layout: str = "") -> float:
+        curves = self.memory.get(dtype, {})
+        curve = curves.get(f"{cls}/{layout}") if layout else None
+        if curve is None:
+            curve = curves.get(cls)
         if curve is None:  # the class measured in another dtype: bytes are bytes
             curve = next((s[cls] for s in self.memory.values() if cls in s), None)
         if curve is not None:
@@ -143,10 +147,11 @@ class Predictor:
     # --- the CPU side and the queue ---------------------------------------------------------------------------
 
     def overhead_ns(self, r: NodeCost) -> int:
+        """CPU time to issue the node: its op's dispatch, plus the model's own Python around every node."""
         if r.kind == "costed":
-            return self.overhead[kernel_class(r)]
-        if r.kind == "metadata" and not r.name.startswith("python "):
-            return self.overhead["view"]
+            return self.overhead[kernel_class(r)] + self.python
+        if r.kind == "metadata":
+            return self.python + (0 if r.name.startswith("python ") else self.overhead["view"])
         return 0
 
     def __call__(self, records: list[NodeCost]) -> Estimate:

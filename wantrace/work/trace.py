@@ -46,6 +46,7 @@ class NodeCost:
     output_bytes: int  # bytes of the node's result (what a module returning it hands back)
     note: str = ""  # why a node is unknown
     in_dtype: torch.dtype | None = None  # dtype of the first tensor input (what a matmul computes in)
+    layout: str = ""  # how an elementwise kernel reads its inputs: "", "bcast", "bcastcol", "mixed-..." (layout_of)
 
 
 def _spec(t: torch.Tensor) -> TensorSpec:
@@ -56,6 +57,20 @@ def _tensors(value) -> list[torch.Tensor]:
     found: list[torch.Tensor] = []
     map_aggregate(value, lambda v: found.append(v) if isinstance(v, torch.Tensor) else None)
     return found
+
+
+def layout_of(inputs: list[torch.Tensor], outputs: list[TensorSpec]) -> str:
+    """What decides an elementwise kernel's speed beyond its bytes: an input broadcast along rows (a [1, C]
+    vector: "bcast") or along the last dim ([L, 1]: "bcastcol"), and inputs of another dtype than the output
+    ("mixed-", computed in the kernel). "" for same-shape, same-dtype operands."""
+    if not outputs or not inputs:
+        return ""
+    out = outputs[0]
+    small = [t for t in inputs if t.numel() < out.numel]
+    shape = "bcastcol" if any(t.dim() and t.shape[-1] == 1 and out.shape[-1] > 1 for t in small) else (
+        "bcast" if small else "")
+    mixed = any(t.dtype != out.dtype for t in inputs)
+    return ("mixed-" + (shape or "dense")) if mixed else shape
 
 
 def _op_name(node: torch.fx.Node) -> str:
@@ -161,7 +176,7 @@ class CostInterpreter(torch.fx.Interpreter):
         except NotImplementedError as exc:
             return self._unknown(base, f"{rule.name}: {exc}")
         return NodeCost(kind="metadata" if cost.metadata else "costed", family=rule.family, cost=cost,
-                        in_dtype=inputs[0].dtype if inputs else None, **base)
+                        in_dtype=inputs[0].dtype if inputs else None, layout=layout_of(inputs, outputs), **base)
 
     def _unknown(self, base: dict, note: str) -> NodeCost:
         if self.strict:
