@@ -83,11 +83,11 @@ def model_shapes(configs: Iterable[Path]) -> Shapes:
 
 # --- timing ----------------------------------------------------------------------------------------------------
 
-def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 5) -> float:
-    """GPU time of one call of `fn`: the fastest of `samples` replays of a CUDA graph of `reps` calls (launch
-    gaps as in a full queue; plain launches timed with events where capture fails). Long replays are spaced
-    out: back to back, a dense GEMM holds the GPU at its power limit and its clock drops, which a model
-    forward, where light kernels come between the heavy ones, does not see."""
+def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 3) -> float:
+    """GPU time of one call of `fn`: the median of `samples` back-to-back replays of a CUDA graph of `reps`
+    calls (launch gaps as in a full queue; plain launches timed with events where capture fails). On an H200
+    this tracked the model's own kernels best (docs/time-model.md: the fastest of spaced replays ran 7-9%
+    fast, a dense GEMM held at its power limit a few % slow)."""
     fn()
     torch.cuda.synchronize()
     try:
@@ -114,9 +114,7 @@ def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 5) -> float:
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e6 / reps)
-        if times[-1] * reps > 1e6:  # a replay over 1 ms: let the clock recover
-            time.sleep(min(0.05, times[-1] * reps / 1e9))
-    return min(times)
+    return statistics.median(times)
 
 
 def reps_for(estimate_ns: float) -> int:
