@@ -1,5 +1,6 @@
 """Time `wantrace.analyze` of the 14B at t2v-720p against FlopCounterMode over the same meta forward, in one
-process, and print the ratio (wantrace / FlopCounterMode; must be <= 1.0).
+process, and print the ratio (wantrace / FlopCounterMode; must be <= 1.0); and analyze with predicted time
+on the H200 profile against analyze without it, alternating (the cost of --gpu; goal <= 1.10).
 
 Both are warmed up once first (the first meta ops of a process import torch's python meta kernels, which
 would otherwise be charged to whichever runs first); then each is timed `--repeat` times and the best kept.
@@ -20,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from wan_reference import build_model, load_config, make_inputs
+from wantrace.timing.predictor import Predictor
 from wantrace.work.analysis import analyze
 from wantrace.work.workload import resolve
 
@@ -57,6 +59,10 @@ def main() -> None:
     t_wantrace, report = best_of(lambda: analyze(config, args.workload), args.repeat)
     t_counter, counted = best_of(lambda: flop_counter_total(config, args.workload), args.repeat)
     assert counted == report.forward.flops_torch, (counted, report.forward.flops_torch)
+    plain, timed = [], []
+    for _ in range(args.repeat):  # alternating, so both see the same machine
+        plain.append(best_of(lambda: analyze(config, args.workload), 1)[0])
+        timed.append(best_of(lambda: analyze(config, args.workload, timing=Predictor("h200")), 1)[0])
     result = {
         "config": Path(args.config).parent.name,
         "workload": args.workload,
@@ -64,6 +70,9 @@ def main() -> None:
         "wantrace_s": round(t_wantrace, 3),
         "flop_counter_mode_s": round(t_counter, 3),
         "ratio": round(t_wantrace / t_counter, 3),
+        "analyze_s": round(min(plain), 3),
+        "analyze_gpu_h200_s": round(min(timed), 3),
+        "gpu_ratio": round(min(timed) / min(plain), 3),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -76,6 +85,8 @@ def main() -> None:
         print(f"wantrace.analyze      {t_wantrace:.3f} s (best of {args.repeat})")
         print(f"FlopCounterMode (meta) {t_counter:.3f} s (best of {args.repeat})")
         print(f"ratio {result['ratio']:.3f} (must be <= 1.0); peak RSS {result['peak_rss_mb']} MB")
+        print(f"analyze {min(plain):.3f} s, with --gpu h200 {min(timed):.3f} s: ratio {result['gpu_ratio']:.3f} "
+              "(goal <= 1.10)")
     if result["ratio"] > 1.0:
         raise SystemExit(1)
 

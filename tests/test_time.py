@@ -264,3 +264,17 @@ def test_time_table_script_runs():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "time_table.py"),
                           str(RUNS / "h200-t2v-14b-480p.json")], capture_output=True, text=True, check=True)
     assert "forward 3393.5 / 3392.6 ms = 1.0003" in out.stdout
+
+
+def test_sweep_rows_carry_the_time_analyze_predicts():
+    from wantrace.work.sweep import run_sweep
+
+    predictor = Predictor("h200")
+    sweep = run_sweep(T2V_13B, "t2v-480p", frames=[17, 81], timing=predictor)
+    for row in sweep.rows:
+        w = row.workload
+        report = analyze(T2V_13B, "t2v-480p", frames=w.frames, timing=predictor)
+        assert row.forward == report.forward  # FLOPs, bytes and predicted time, to the nanosecond
+        assert row.categories == report.categories
+    assert "forward_time_s" in sweep.to_csv().splitlines()[0]
+    assert "forward_time_s" not in run_sweep(T2V_13B, "t2v-480p", frames=[17]).to_csv()

@@ -287,8 +287,10 @@ def compare(report_a, report_b, fmt, by, top):
               help="Write sweep.csv, sweep.json, the plots and summary.md here (default: a new folder under runs/).")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Draw the PNG plots (matplotlib).")
 @click.option("--strict", is_flag=True, help="An op the rule book cannot cost is an error.")
+@click.option("--gpu", default=None, metavar="NAME|PATH", help="Also predict time on this GPU's profile.")
 @one_line_errors
-def sweep(config_path, workload, frames_text, size_text, steps_text, precision_text, cfg, out_dir, plots, strict):
+def sweep(config_path, workload, frames_text, size_text, steps_text, precision_text, cfg, out_dir, plots, strict,
+          gpu):
     """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares;
     as CSV and JSON, with plots."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -312,14 +314,20 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
     parts += [] if cfg is None else ["--cfg" if cfg else "--no-cfg"]
     parts += [] if plots else ["--no-plots"]
     parts += ["--strict"] if strict else []
+    parts += [f"--gpu {gpu}"] if gpu else []
     command = " ".join(parts)
+    timing = None
+    if gpu is not None:
+        from .timing.predictor import Predictor
+
+        timing = Predictor(gpu)
 
     err = Console(stderr=True)
     with Progress(TextColumn("costing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err, transient=True, disable=n < 2) as progress:
         task = progress.add_task("", total=n)
         result = run_sweep(config_path, preset, frames=frames, sizes=sizes, steps=steps, precisions=precisions,
-                           cfg=cfg, strict=strict,
+                           cfg=cfg, strict=strict, timing=timing,
                            on_point=lambda w: progress.update(task, advance=1, description=w.id))
         progress.update(task, description="plots and files")
         out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), "sweep")
@@ -329,20 +337,23 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
 
 
 def print_sweep(result, console: Console) -> None:
-    from .views.units import nbytes, si
+    from .views.units import nbytes, seconds, si
 
     n = len(result.rows)
+    timed = bool(result.rows) and all(row.timed for row in result.rows)
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left",
                   title=f"{n} workload{'s' if n != 1 else ''}, one forward each: FLOPs (torch, full), bytes, and the "
                         "self-attention core share of torch FLOPs")
-    for name in ("frames", "size", "steps", "precision", "tokens", "torch", "full", "bytes", "self-attn"):
+    columns = ("frames", "size", "steps", "precision", "tokens", "torch", "full", "bytes", "self-attn")
+    for name in columns + (("time", "generation") if timed else ()):
         table.add_column(name, justify="left" if name in ("size", "precision") else "right", no_wrap=True,
                          min_width=len(name))
     for row in result.rows:
         w, f = row.workload, row.forward
         table.add_row(str(w.frames), f"{w.width}x{w.height}", str(w.steps), w.precision, f"{row.geometry.tokens:,}",
                       si(f.flops_torch), si(f.flops_full), nbytes(f.bytes),
-                      f"{100 * row.shares('torch')['self-attention core']:.1f}%")
+                      f"{100 * row.shares('torch')['self-attention core']:.1f}%",
+                      *([seconds(f.time_ns or 0), seconds(row.generation.time_ns or 0)] if timed else []))
     console.print(table)
 
 

@@ -154,26 +154,51 @@ class Predictor:
             return self.python + (0 if r.name.startswith("python ") else self.overhead["view"])
         return 0
 
-    def __call__(self, records: list[NodeCost]) -> Estimate:
-        ns = [0] * len(records)
-        kernel = [0] * len(records)
-        cpu = gpu = 0
-        previous: set[str] = set()
+    def __call__(self, records: list[NodeCost], weights: list[int] | None = None) -> Estimate:
+        """Each record's share of the forward's wall time and its kernel time, in order. `weights` (a sweep's
+        replication weights: block 1 of a 2-block trace counted N-1 times) runs each run of records of equal
+        weight w > 1 w times over, as that many identical blocks one after another; a record's times are then
+        its totals over the repeats."""
+        n = len(records)
+        ns = [0] * n
+        kernel = [0] * n
+        clock = {"cpu": 0, "gpu": 0}
         last_kernel = None
-        for i, r in enumerate(records):
+
+        def issue(i: int, previous: set[str]) -> set[str]:
+            nonlocal last_kernel
+            r = records[i]
             current = set(r.stack)
             entered = sum(1 for key in current - previous if "#scope" not in key)
-            previous = current
-            cpu += entered * self.overhead["module"] + self.overhead_ns(r)
-            if r.kind != "costed":
+            clock["cpu"] += entered * self.overhead["module"] + self.overhead_ns(r)
+            if r.kind == "costed":
+                k = self.kernel_ns(r)
+                end = max(clock["gpu"], clock["cpu"]) + k
+                ns[i] += end - clock["gpu"]
+                kernel[i] += k
+                clock["gpu"] = end
+                last_kernel = i
+            return current
+
+        previous: set[str] = set()
+        i = 0
+        while i < n:
+            w = weights[i] if weights is not None else 1
+            if w == 1:
+                previous = issue(i, previous)
+                i += 1
                 continue
-            kernel[i] = self.kernel_ns(r)
-            end = max(gpu, cpu) + kernel[i]
-            ns[i] = end - gpu
-            gpu = end
-            last_kernel = i
-        if cpu > gpu and last_kernel is not None:  # the forward returns after the CPU's last op
-            ns[last_kernel] += cpu - gpu
+            j = i
+            while j < n and weights is not None and weights[j] == w:
+                j += 1
+            before = set(records[i - 1].stack) if i else set()
+            for _ in range(w):  # each repeat is a new block: its modules are entered afresh
+                previous = before
+                for k in range(i, j):
+                    previous = issue(k, previous)
+            i = j
+        if clock["cpu"] > clock["gpu"] and last_kernel is not None:  # the forward returns after the CPU's last op
+            ns[last_kernel] += clock["cpu"] - clock["gpu"]
         return Estimate(ns, kernel, self.describe())
 
     def describe(self) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..work.report import write_atomic
 from ..work.sweep import Sweep
-from .units import flops, nbytes
+from .units import flops, nbytes, seconds
 
 PLOTS = {"flops_vs_tokens.png": "FLOPs per forward vs tokens, by category",
          "self_attention_share.png": "Self-attention core share vs tokens"}
@@ -26,15 +26,19 @@ def summary_markdown(sweep: Sweep, command: str, plots: list[str]) -> str:
         "",
     ]
     lines += [f"![{PLOTS[name]}]({name})\n" for name in plots]
+    timed = bool(sweep.rows) and all(row.timed for row in sweep.rows)
     lines += ["| workload | tokens | FLOPs (torch) | FLOPs (full) | bytes | FLOPs/generation (torch) | "
-              "self-attn share (torch) | self-attn share (bytes) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "self-attn share (torch) | self-attn share (bytes) |"
+              + (" time/forward | time/generation |" if timed else ""),
+              "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if timed else "")]
     for row in sweep.rows:
         f = row.forward
+        time_cells = (f" {seconds(f.time_ns or 0)} | {seconds(row.generation.time_ns or 0)} |" if timed else "")
         lines.append(
             f"| {row.workload.id} | {row.geometry.tokens:,} | {flops(f.flops_torch)} | {flops(f.flops_full)} | "
             f"{nbytes(f.bytes)} | {flops(row.generation.flops_torch)} | "
             f"{100 * row.shares('torch')['self-attention core']:.1f}% | "
-            f"{100 * row.shares('bytes')['self-attention core']:.1f}% |"
+            f"{100 * row.shares('bytes')['self-attention core']:.1f}% |{time_cells}"
         )
     return "\n".join(lines) + "\n"
 

@@ -43,7 +43,7 @@ class TimeEstimate(Protocol):
 
 
 class Timing(Protocol):
-    def __call__(self, records: list[NodeCost]) -> TimeEstimate: ...
+    def __call__(self, records: list[NodeCost], weights: list[int] | None = None) -> TimeEstimate: ...
 
 
 def analyze(
@@ -249,8 +249,10 @@ def categorize(records: list[NodeCost], weights: list[int] | None = None,
             totals[c] = totals[c] + Metrics(time_ns=times[i])
         if r.kind == "costed":
             c = category_of(r.module, r.family)
-            m = metrics_of(r, times[i] if times is not None else None)
-            totals[c] = totals[c] + (m.times(weights[i]) if weights else m)
+            m = metrics_of(r).times(weights[i]) if weights else metrics_of(r)
+            if times is not None:  # a record's time already counts every repeat of it
+                m = m + Metrics(time_ns=times[i])
+            totals[c] = totals[c] + m
     return totals
 
 

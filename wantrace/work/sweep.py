@@ -21,7 +21,7 @@ import torch
 from wan_reference import Geometry, GeometryError, WanConfig, get_policy
 
 from .. import __version__
-from .analysis import categorize, forward_total, load_config_source
+from .analysis import Timing, categorize, forward_total, load_config_source
 from .categories import CATEGORIES
 from .metrics import Metrics
 from .report import SCHEMA_VERSION
@@ -91,6 +91,10 @@ class Row:
     def generation(self) -> Metrics:
         return self.forward.times(self.workload.forwards_per_step * self.workload.steps)
 
+    @property
+    def timed(self) -> bool:
+        return self.forward.time_ns is not None
+
     def shares(self, convention: str) -> dict[str, float]:
         value = _measure(convention)
         total = value(self.forward)
@@ -105,19 +109,21 @@ class Row:
             "generation": self.generation.to_dict(),
             "activation_bytes": self.activation_bytes,
             "categories": {c: m.to_dict() for c, m in self.categories.items()},
-            "shares": {conv: self.shares(conv) for conv in CONVENTIONS},
+            "shares": {conv: self.shares(conv) for conv in CONVENTIONS + (("time",) if self.timed else ())},
         }
 
 
 def _measure(convention: str) -> Callable[[Metrics], int]:
-    return {"torch": lambda m: m.flops_torch, "full": lambda m: m.flops_full, "bytes": lambda m: m.bytes}[convention]
+    return {"torch": lambda m: m.flops_torch, "full": lambda m: m.flops_full, "bytes": lambda m: m.bytes,
+            "time": lambda m: m.time_ns or 0}[convention]
 
 
 class Coster:
     """Costs one forward per (precision, batch, latent), tracing the graph once per precision policy."""
 
-    def __init__(self, config: WanConfig, strict: bool = False):
+    def __init__(self, config: WanConfig, strict: bool = False, timing: Timing | None = None):
         self.config = config
+        self.timing = timing
         self.traced_config = dataclasses.replace(config, num_layers=min(config.num_layers, 2))
         self.strict = strict
         self._graphs: dict[str, torch.fx.GraphModule] = {}
@@ -132,8 +138,12 @@ class Coster:
             run = cost_graph(self._graphs[workload.precision], self.traced_config, policy, geo.latent,
                              workload.batch, self.strict)
             weights = replication_weights(run.records, self.config.num_layers)
-            self._forwards[key] = (forward_total(run.records, weights), categorize(run.records, weights),
-                                   run.peak_activation_bytes())
+            forward = forward_total(run.records, weights)
+            times = None
+            if self.timing is not None:  # the queue runs block 1 N-1 times, as analyze's copies
+                times = self.timing(run.records, weights).ns
+                forward = forward + Metrics(time_ns=sum(times))
+            self._forwards[key] = (forward, categorize(run.records, weights, times), run.peak_activation_bytes())
         forward, categories, activation_bytes = self._forwards[key]
         return Row(workload, geo, forward, categories, activation_bytes)
 
@@ -161,30 +171,34 @@ class Sweep:
         header = ["workload", "frames", "width", "height", "batch", "steps", "cfg", "precision", "tokens",
                   "forward_flops_torch", "forward_flops_full", "forward_bytes", "generation_flops_torch",
                   "generation_flops_full", "generation_bytes", "activation_bytes"]
-        header += [f"share_{conv}_{slug[c]}" for conv in CONVENTIONS for c in CATEGORIES]
+        timed = bool(self.rows) and all(row.timed for row in self.rows)
+        conventions = CONVENTIONS + (("time",) if timed else ())
+        header += ["forward_time_s", "generation_time_s"] if timed else []
+        header += [f"share_{conv}_{slug[c]}" for conv in conventions for c in CATEGORIES]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(header)
         for row in self.rows:
             w, f, g = row.workload, row.forward, row.generation
-            shares = {conv: row.shares(conv) for conv in CONVENTIONS}
+            shares = {conv: row.shares(conv) for conv in conventions}
+            times = [(f.time_ns or 0) / 1e9, (g.time_ns or 0) / 1e9] if timed else []
             writer.writerow([w.id, w.frames, w.width, w.height, w.batch, w.steps, int(w.cfg), w.precision,
                              row.geometry.tokens, f.flops_torch, f.flops_full, f.bytes, g.flops_torch, g.flops_full,
-                             g.bytes, row.activation_bytes]
-                            + [shares[conv][c] for conv in CONVENTIONS for c in CATEGORIES])
+                             g.bytes, row.activation_bytes] + times
+                            + [shares[conv][c] for conv in conventions for c in CATEGORIES])
         return buf.getvalue()
 
 
 def run_sweep(config: WanConfig | str | Path, preset: str | None = None, *, frames: list[int] | None = None,
               sizes: list[tuple[int, int]] | None = None, steps: list[int] | None = None,
               precisions: list[str] | None = None, cfg: bool | None = None, strict: bool = False,
-              on_point: Callable[[Workload], None] | None = None) -> Sweep:
+              on_point: Callable[[Workload], None] | None = None, timing: Timing | None = None) -> Sweep:
     """Cost every point of frames x sizes x steps x precisions (None: the preset's value); `on_point` is called
     after each (progress bars)."""
     config, source = load_config_source(config)
     preset = preset or default_preset(config)
     points = plan(config, preset, frames, sizes, steps, precisions, cfg)
-    coster = Coster(config, strict)
+    coster = Coster(config, strict, timing)
     rows = []
     for workload, geo in points:
         rows.append(coster(workload, geo))
