@@ -25,6 +25,7 @@ from .analysis import Timing, categorize, forward_total, load_config_source
 from .categories import CATEGORIES
 from .metrics import Metrics
 from .report import SCHEMA_VERSION
+from .symbolic import SymbolicError, by_category, evaluate, point_of, probes, totals, trace_symbolic
 from .trace import cost_graph, replication_weights, trace_graph
 from .workload import PRESETS, Workload, WorkloadError, resolve
 
@@ -119,7 +120,10 @@ def _measure(convention: str) -> Callable[[Metrics], int]:
 
 
 class Coster:
-    """Costs one forward per (precision, batch, latent), tracing the graph once per precision policy."""
+    """Costs one forward per (precision, batch, latent). Once per precision policy it traces the graph and
+    turns every node's cost into a polynomial of the workload (wantrace.work.symbolic); a point is then
+    arithmetic. Where a node's cost is no polynomial the policy is costed concretely, point by point, and
+    `method` says why."""
 
     def __init__(self, config: WanConfig, strict: bool = False, timing: Timing | None = None):
         self.config = config
@@ -127,14 +131,39 @@ class Coster:
         self.traced_config = dataclasses.replace(config, num_layers=min(config.num_layers, 2))
         self.strict = strict
         self._graphs: dict[str, torch.fx.GraphModule] = {}
+        self._symbolic: dict[tuple, tuple | None] = {}
         self._forwards: dict[tuple, tuple[Metrics, dict[str, Metrics], int]] = {}
+        self.method: dict[str, str] = {}  # precision -> "polynomial" or "concrete: <why>"
+
+    def polynomials(self, precision: str, point):
+        """(symbolic forward, weights, forward polynomials, category polynomials) for the point's case (which
+        sizes are 1), or None (concrete)."""
+        points = probes(point)
+        key = (precision, points)
+        if key not in self._symbolic:
+            policy = get_policy(precision)
+            if precision not in self._graphs:
+                self._graphs[precision] = trace_graph(self.traced_config, policy)
+            try:
+                sym = trace_symbolic(self._graphs[precision], self.traced_config, policy, self.strict, points)
+            except SymbolicError as exc:
+                self._symbolic[key] = None
+                self.method[precision] = f"concrete: {exc}"
+            else:
+                weights = replication_weights(sym.records, self.config.num_layers)
+                self._symbolic[key] = (sym, weights, totals(sym, weights), by_category(sym, weights))
+                self.method.setdefault(precision, "polynomial")
+        return self._symbolic[key]
 
     def __call__(self, workload: Workload, geo: Geometry) -> Row:
         key = (workload.precision, workload.batch, tuple(geo.latent))
         if key not in self._forwards:
+            point = point_of(workload.batch, tuple(geo.latent), self.config.patch_size)
+            poly = self.polynomials(workload.precision, point)
+            if poly is not None:
+                self._forwards[key] = self._from_polynomials(poly, point)
+        if key not in self._forwards:
             policy = get_policy(workload.precision)
-            if workload.precision not in self._graphs:
-                self._graphs[workload.precision] = trace_graph(self.traced_config, policy)
             run = cost_graph(self._graphs[workload.precision], self.traced_config, policy, geo.latent,
                              workload.batch, self.strict)
             weights = replication_weights(run.records, self.config.num_layers)
@@ -147,6 +176,18 @@ class Coster:
         forward, categories, activation_bytes = self._forwards[key]
         return Row(workload, geo, forward, categories, activation_bytes)
 
+    def _from_polynomials(self, poly, point):
+        sym, weights, forward_polys, category_polys = poly
+        forward = evaluate(forward_polys, point)
+        if self.timing is None:
+            categories = {c: evaluate(p, point) for c, p in category_polys.items()}
+        else:  # time is no polynomial: the records at this point, from their polynomial costs
+            records = sym.concrete(point)
+            times = self.timing(records, weights).ns
+            forward = forward + Metrics(time_ns=sum(times))
+            categories = categorize(records, weights, times)
+        return forward, categories, sym.peak_activation_bytes(point)
+
 
 @dataclass
 class Sweep:
@@ -154,6 +195,7 @@ class Sweep:
     source: dict  # config path, sha256, format (as in report.json)
     preset: str
     rows: list[Row]
+    method: dict[str, str] = dataclasses.field(default_factory=dict)  # per precision: polynomial or concrete
 
     def to_dict(self, command: str) -> dict:
         return {
@@ -163,6 +205,7 @@ class Sweep:
             "tool": {"name": "wantrace", "version": __version__, "torch": torch.__version__.split("+")[0]},
             "model": {**self.source, "variant": self.config.model_type, "dims": self.config.to_dict()},
             "base_workload": self.preset,
+            "method": self.method,
             "rows": [row.to_dict() for row in self.rows],
         }
 
@@ -204,4 +247,4 @@ def run_sweep(config: WanConfig | str | Path, preset: str | None = None, *, fram
         rows.append(coster(workload, geo))
         if on_point:
             on_point(workload)
-    return Sweep(config, source, preset, rows)
+    return Sweep(config, source, preset, rows, coster.method)

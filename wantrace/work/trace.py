@@ -88,10 +88,13 @@ class CostInterpreter(torch.fx.Interpreter):
         super().__init__(gm, garbage_collect_values=False)
         self.strict = strict
         self.records: list[NodeCost] = []
+        self.calls: list[OpCall | None] = []  # what each costed or metadata record's rule saw (symbolic costs)
+        self._call: OpCall | None = None
         # liveness bookkeeping for the peak activation estimate
         self._owner: dict[int, torch.fx.Node | None] = {}  # storage -> node that allocated it (None: weights)
         self._group: dict[torch.fx.Node, torch.fx.Node | None] = {}
         self._alloc: dict[torch.fx.Node, int] = {}
+        self.new_specs: dict[torch.fx.Node, list[TensorSpec]] = {}  # the tensors each node allocated
 
     def call_function(self, target, args, kwargs):
         result = super().call_function(target, args, kwargs)
@@ -105,8 +108,10 @@ class CostInterpreter(torch.fx.Interpreter):
         with self._set_current_node(node):
             args, kwargs = self.fetch_args_kwargs_from_env(node)
             result = getattr(self, node.op)(node.target, args, kwargs)
+        self._call = None
         record = self._cost(node, args, kwargs, result)
         self.records.append(record)
+        self.calls.append(self._call)
         self._track(node, result, record)
         return result
 
@@ -120,7 +125,8 @@ class CostInterpreter(torch.fx.Interpreter):
         old = [t for t in tensors if t.untyped_storage()._cdata in self._owner]
         if new:
             self._group[node] = node
-            self._alloc[node] = sum(_spec(t).nbytes for t in new)
+            self.new_specs[node] = [_spec(t) for t in new]
+            self._alloc[node] = sum(s.nbytes for s in self.new_specs[node])
             self._owner.update({t.untyped_storage()._cdata: node for t in new})
         elif old:
             self._group[node] = self._owner[old[0].untyped_storage()._cdata]
@@ -128,6 +134,11 @@ class CostInterpreter(torch.fx.Interpreter):
     def peak_activation_bytes(self) -> int:
         """Most bytes of activations alive at once when the graph runs in order, each freed after its last
         use (weights are not activations; a weight cast is)."""
+        return max(self.liveness(lambda node: self._alloc.get(node, 0)), default=0)
+
+    def liveness(self, alloc):
+        """Bytes alive after each node, in order, given each node's allocation (`alloc(node)`: an int, or a
+        polynomial for a sweep); the schedule (what is freed when) does not depend on the sizes."""
         order = {n: i for i, n in enumerate(self.module.graph.nodes)}
         last_use: dict[torch.fx.Node, int] = {}
         for node in self.module.graph.nodes:
@@ -136,15 +147,17 @@ class CostInterpreter(torch.fx.Interpreter):
                 continue
             end = max([order[node]] + [order[u] for u in node.users])
             last_use[owner] = max(last_use.get(owner, 0), end)
-        frees: dict[int, int] = {}
+        frees: dict[int, list[torch.fx.Node]] = {}
         for owner, end in last_use.items():
-            frees[end] = frees.get(end, 0) + self._alloc.get(owner, 0)
-        live = peak = 0
+            frees.setdefault(end, []).append(owner)
+        live = 0
+        levels = []
         for node, i in order.items():
-            live += self._alloc.get(node, 0)
-            peak = max(peak, live)
-            live -= frees.get(i, 0)
-        return peak
+            live = live + alloc(node)
+            levels.append(live)
+            for owner in frees.get(i, ()):
+                live = live - alloc(owner)
+        return levels
 
     def _cost(self, node, args, kwargs, result) -> NodeCost:
         stack_meta = node.meta.get("nn_module_stack") or {}
@@ -171,6 +184,7 @@ class CostInterpreter(torch.fx.Interpreter):
             outputs=tuple(outputs),
             aliases_input=any(t.untyped_storage()._cdata in storages for t in _tensors(result)),
         )
+        self._call = call
         try:
             cost = rule(call)
         except NotImplementedError as exc:
