@@ -7,7 +7,8 @@
   self-attention (Sq = Sk) and cross-attention onto text and image tokens, at the head counts of the configs.
 - Memory-bound kernels by class (elementwise, cast, copy, reduction, norm, activation) and dtype, over bytes.
 - CPU overhead per op class: the wall time to issue a tiny op, a view, a module call.
-Each measurement is warmed up first; GPU times are medians over replays."""
+Each measurement is warmed up first; GPU times are medians over replays, a GEMM's each after memory-bound work
+as long as itself (`gpu_ns`)."""
 
 from __future__ import annotations
 
@@ -83,11 +84,14 @@ def model_shapes(configs: Iterable[Path]) -> Shapes:
 
 # --- timing ----------------------------------------------------------------------------------------------------
 
-def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 3) -> float:
-    """GPU time of one call of `fn`: the median of `samples` back-to-back replays of a CUDA graph of `reps`
-    calls (launch gaps as in a full queue; plain launches timed with events where capture fails). On an H200
-    this tracked the model's own kernels best (docs/time-model.md: the fastest of spaced replays ran 7-9%
-    fast, a dense GEMM held at its power limit a few % slow)."""
+def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 3, lead: bool = False) -> float:
+    """GPU time of one call of `fn`: the median of `samples` replays of a CUDA graph of `reps` calls (launch gaps
+    as in a full queue; plain launches timed with events where capture fails).
+
+    `lead` puts memory-bound work as long as the replay in front of every sample, as the model puts norms and
+    modulation between its GEMMs. Replayed back to back, a long dense GEMM holds the GPU at its power limit
+    and its clock drops: on the H200 the 14B's 720p FFN GEMM ran at 696 TFLOP/s so, at 812 with a lead, and
+    at 808 in the model (scripts/device_gemm_modes.py, docs/verification/time/gemm-modes.json)."""
     fn()
     torch.cuda.synchronize()
     try:
@@ -106,15 +110,48 @@ def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 3) -> float:
             for _ in range(reps):
                 fn()
     run()
-    times = []
+    times: list[float] = []
     for _ in range(samples):
+        if lead and times:
+            _Filler.get().run(times[-1] * reps)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         run()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e6 / reps)
+    if lead:  # the first sample, which had no lead, only sized the others
+        times = times[1:]
     return statistics.median(times)
+
+
+class _Filler:
+    """A memory-bound kernel (an in-place add over 512 MiB, ~0.2 ms on an H200) launched as often as it takes
+    to keep the GPU busy, at low power, for a given time."""
+
+    _instance: _Filler | None = None
+
+    def __init__(self) -> None:
+        self.buffer = torch.zeros(256 * 2**20, device="cuda", dtype=torch.bfloat16)
+        for _ in range(3):
+            self.buffer.add_(1)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(5):
+            self.buffer.add_(1)
+        end.record()
+        end.synchronize()
+        self.ns = start.elapsed_time(end) * 1e6 / 5
+
+    @classmethod
+    def get(cls) -> _Filler:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def run(self, ns: float) -> None:
+        for _ in range(max(1, round(ns / self.ns))):
+            self.buffer.add_(1)
 
 
 def reps_for(estimate_ns: float) -> int:
@@ -178,7 +215,7 @@ def _gemm(m: int, n: int, k: int, dtype: torch.dtype, l2_bytes: int) -> Callable
         estimate = 2 * m * n * k / 400e3  # ns at 400 TFLOP/s, only to size the replays
         # one graph of `copies` distinct calls, so each replay reads every weight copy
         reps = copies * max(1, reps_for(estimate) // copies)
-        return 2 * m * n * k, gpu_ns(call, reps)
+        return 2 * m * n * k, gpu_ns(call, reps, samples=4, lead=True)
     return run
 
 
