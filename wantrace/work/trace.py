@@ -18,6 +18,7 @@ from wan_reference.precision import PrecisionPolicy
 
 from .. import rules
 from ..rules import Cost, OpCall, TensorSpec
+from .nodynamo import dynamo_not_imported
 
 ROOT = "model"
 STRUCTURAL = ("placeholder", "get_attr", "output")
@@ -227,7 +228,8 @@ def cost_graph(gm: torch.fx.GraphModule, config: WanConfig, policy: PrecisionPol
     # placeholders follow forward's signature; concrete (None) arguments keep a placeholder on some versions
     signature = ("x", "t", "context", "clip_fea", "y")
     count = sum(n.op == "placeholder" for n in gm.graph.nodes)
-    interpreter.run(*(inputs.get(name) for name in signature[:count]))
+    with dynamo_not_imported():
+        interpreter.run(*(inputs.get(name) for name in signature[:count]))
     return interpreter
 
 
