@@ -121,15 +121,16 @@ def test_committed_profiles_reproduce_committed_predictions(name):
 
 
 def test_committed_runs_within_tolerance_where_the_docs_say():
-    """The verification table's claims, held to the files: every forward within its tolerance but the one miss
-    docs/time-model.md names."""
+    """The verification table's claims, held to the files: every forward and gated category within its tolerance
+    but the launch-bound ci-tiny forwards docs/time-model.md names (the host's CPU, not the GPU, sets their pace)."""
     misses = []
     for path in sorted(RUNS.glob("*.json")):
         t = json.loads(path.read_text())["time"]
         if not t["forward"]["pass"]:
             misses.append(f"{path.stem}: forward")
         misses += [f"{path.stem}: {c['category']}" for c in t["categories"] if not c["pass"]]
-    assert misses == ["h100-t2v-1.3b-ci-tiny: forward", "h200-t2v-14b-720p: FFN"]
+    assert misses == ["h100-t2v-1.3b-ci-tiny: forward", "h200-host-t2v-14b-ci-tiny: forward",
+                      "h200-t2v-1.3b-ci-tiny: forward", "h200-t2v-14b-ci-tiny: forward"]
 
 
 # --- what the predictor does --------------------------------------------------------------------------------------
@@ -263,7 +264,7 @@ def test_layout_of_names_broadcasts_and_mixed_dtypes():
 def test_time_table_script_runs():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "time_table.py"),
                           str(RUNS / "h200-t2v-14b-480p.json")], capture_output=True, text=True, check=True)
-    assert "forward 3393.5 / 3392.6 ms = 1.0003" in out.stdout
+    assert "forward 3291.3 / 3359.9 ms = 0.9796" in out.stdout
 
 
 def test_sweep_rows_carry_the_time_analyze_predicts():

@@ -213,6 +213,9 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--time-tolerance", type=float, default=0.15, show_default=True,
               help="Largest relative error of predicted time allowed, for the forward and for every category "
                    "holding at least 5% of the measured kernel time.")
+@click.option("--host-overheads", is_flag=True,
+              help="Re-measure the profile's CPU figures (op issue overhead, the model's Python) on this host "
+                   "first: a launch-bound forward such as ci-tiny runs at the pace of the host's CPU.")
 @click.option("--blocks", type=int, default=None,
               help="Run only the first N blocks (plus embeddings and head), for workloads too large for one device.")
 @click.option("--counters", is_flag=True, help="Also read Nsight Compute counters per module (CUDA, ncu).")
@@ -226,7 +229,7 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
 @one_line_errors
 def verify(device, config_path, workload, precision, frames, height, width, batch, tolerance, gpu, time_tolerance,
-           blocks, counters, counter_metrics, counter_replay, repeats, out_dir):
+           host_overheads, blocks, counters, counter_metrics, counter_replay, repeats, out_dir):
     """Run the same model for real and check the analytic counts module by module."""
     from .measure.verify import verify as run_verify
     from .views.verify import print_result
@@ -237,8 +240,8 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
         result = run_verify(
             config_path, workload, device=device, precision=precision, tolerance=tolerance, blocks=blocks,
             counters=counters, counter_metrics=counter_metrics, counter_replay=counter_replay, repeats=repeats,
-            gpu=gpu, time_tolerance=time_tolerance, progress=progress, frames=frames, height=height, width=width,
-            batch=batch,
+            gpu=gpu, time_tolerance=time_tolerance, host_overheads=host_overheads, progress=progress, frames=frames,
+            height=height, width=width, batch=batch,
         )
     doc = result.to_dict()
     write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")

@@ -91,7 +91,7 @@ def gpu_ns(fn: Callable[[], object], reps: int, samples: int = 3, lead: bool = F
     `lead` puts memory-bound work as long as the replay in front of every sample, as the model puts norms and
     modulation between its GEMMs. Replayed back to back, a long dense GEMM holds the GPU at its power limit
     and its clock drops: on the H200 the 14B's 720p FFN GEMM ran at 696 TFLOP/s so, at 812 with a lead, and
-    at 808 in the model (scripts/device_gemm_modes.py, docs/verification/time/gemm-modes.json)."""
+    at 808 in the model (scripts/device_gemm_modes.py, docs/verification/gemm-modes.json)."""
     fn()
     torch.cuda.synchronize()
     try:

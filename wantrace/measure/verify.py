@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import shutil
@@ -185,6 +186,7 @@ def verify(
     counter_replay: str = "application",
     gpu: str | None = None,
     time_tolerance: float = 0.15,
+    host_overheads: bool = False,
     repeats: int = 3,
     seed: int = 0,
     progress=None,
@@ -204,6 +206,13 @@ def verify(
     if not 0 < time_tolerance < 10:
         raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
     profile = _profile(gpu, dev)
+    host = None
+    if host_overheads:
+        if profile is None or profile.calibrated is None or dev.type != "cuda":
+            raise VerifyError("--host-overheads re-measures a calibrated profile's CPU figures on this host: it "
+                              "needs --device cuda and a calibrated --gpu profile")
+        step("CPU overheads of this host (what issuing each op costs here)")
+        profile, host = on_this_host(profile, Path(config_path).resolve().parent.parent)
     config, _ = read_config(config_path)
     full_layers = config.num_layers
     if blocks is not None:
@@ -272,6 +281,8 @@ def verify(
     )
     if capture is not None and kernel_ns is not None and forward_ms is not None:
         result.time = compare_time(capture, kernel_ns, forward_ms, time_tolerance)
+        if host is not None:
+            result.time["host_overheads"] = host
     if counters:
         from ..work.trace import replicate_blocks, trace_model
         from .counters import run_counters
@@ -284,6 +295,25 @@ def verify(
         result.counters = run_counters(config_path, wl, blocks, seed, records, metric_set=counter_metrics,
                                        replay=counter_replay, progress=step)
     return result
+
+
+def on_this_host(profile: Profile, models: Path) -> tuple[Profile, dict]:
+    """The profile with its CPU figures (per-class issue overhead, the model's Python per node) measured again
+    here. A launch-bound forward (ci-tiny) runs at the pace of the host's CPU, which differs between machines
+    with the same GPU: on two H200 hosts the 14B's ci-tiny forward took 48 and 80 ms with the same kernels."""
+    from .calibrate import MODELS, TINY, fit_python, overhead_jobs
+
+    tiny = next((p for p in (MODELS / TINY / "config.json", models / TINY / "config.json") if p.exists()), None)
+    if tiny is None:
+        raise VerifyError(f"--host-overheads fits the model's Python on {TINY}, found neither in {MODELS} nor in "
+                          f"{models} (the folder of --config's folder)")
+    doc = copy.deepcopy(profile.doc)
+    measured = {job.key: round(job.run()[1], 1) for job in overhead_jobs()}
+    doc["calibrated"]["overhead_ns"].update(measured)
+    doc["calibrated"]["overhead_ns"]["python"] = fit_python(doc, tiny)
+    was = profile.calibrated["overhead_ns"] if profile.calibrated else {}
+    note = {"profile": dict(was), "this_host": dict(doc["calibrated"]["overhead_ns"])}
+    return Profile(profile.name, profile.path, doc), note
 
 
 class Capture:
