@@ -64,3 +64,47 @@ def test_polynomials_equal_a_concrete_trace(name, precision, points):
         assert evaluate(forward, point) == report.forward, (preset, overrides)
         assert {c: evaluate(p, point) for c, p in categories.items()} == report.categories
         assert sym.peak_activation_bytes(point) == report.totals["activation_bytes"]
+
+
+def _evaluate(tree: dict, point) -> int:
+    """A formula's JSON terms at (B, F', h, w), as a program without sympy reads them."""
+    b, f, h, w = point
+    values = {"B": b, "F'": f, "h": h, "w": w, "L": f * h * w}
+    total = 0
+    for term in tree["terms"]:
+        v = term["coefficient"]
+        for symbol, power in term.items():
+            if symbol != "coefficient":
+                v *= values[symbol] ** power
+        total += v
+    return total
+
+
+@pytest.mark.parametrize("name, preset, overrides", [
+    ("wan2.1-t2v-14b", "t2v-480p", {}),
+    ("wan2.1-tiny-i2v", "ci-tiny", {"batch": 2, "frames": 9, "height": 48, "width": 80}),
+    ("wan2.1-tiny-i2v", "ci-tiny", {"precision": "wan-official"}),
+])
+def test_formulas_equal_the_report_role_by_role(name, preset, overrides):
+    from wantrace.views.formula import text, to_dict
+    from wantrace.work.formula import role_formulas
+    from wantrace.work.roles import aggregate
+
+    config = load_config(MODELS / name / "config.json")
+    report = analyze(config, preset, **overrides)
+    point = point_of(report.workload["batch"], tuple(report.geometry["latent"]), config.patch_size)
+    formulas = role_formulas(config, report.workload["precision"])
+    roles = {r.id: r.metrics for r in aggregate(report.modules)}
+    assert {f.role for f in formulas} == {k for k, m in roles.items() if m.flops_full or m.bytes}
+    doc = to_dict(formulas, {}, report.workload["precision"])
+    for f, entry in zip(formulas, doc["roles"], strict=True):
+        m = roles[f.role]
+        expected = {"flops_torch": m.flops_torch, "flops_full": m.flops_full, "bytes": m.bytes}
+        assert {k: f.value(k, point) for k in expected} == expected, f.role
+        polys = entry["at_batch_one"] if point[0] == 1 and entry["at_batch_one"] else entry["per_forward"]
+        assert {k: _evaluate(polys[k], point) for k in expected} == expected, f.role
+        if f.uniform:
+            assert {k: f.count * _evaluate(entry["per_call"][k], point) for k in expected} == expected
+    attention = next(f for f in formulas if f.role == "blocks.*.self_attn.attention")
+    heads, d = config.num_heads, config.head_dim
+    assert text(attention.per_call(attention.general)["flops_torch"]) == f"{4 * heads * d}·B·L²"  # 4·B·H·L²·d

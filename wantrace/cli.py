@@ -60,6 +60,32 @@ def main() -> None:
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="config.json of a checkpoint (official WanModel or diffusers format).")
+@click.option("--precision", type=click.Choice(list(POLICIES)), default="bf16", show_default=True)
+@click.option("--role", "pattern", default=None, metavar="TEXT",
+              help="Only roles whose id contains TEXT (e.g. self_attn, ffn).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@one_line_errors
+def formula(config_path: str, precision: str, pattern: str | None, fmt: str) -> None:
+    """Every role's FLOPs and bytes per forward as a formula of batch, frames and resolution."""
+    from wan_reference.config import read_config
+
+    from .views.formula import print_formulas, to_dict
+    from .work.formula import role_formulas
+
+    config, source = read_config(config_path)
+    formulas = [f for f in role_formulas(config, precision) if pattern is None or pattern in f.role]
+    if pattern is not None and not formulas:
+        raise click.UsageError(f"--role: no role contains {pattern!r}")
+    if fmt == "json":
+        click.echo(json.dumps(to_dict(formulas, {"config": config_path, "variant": config.model_type}, precision),
+                              indent=1))
+        return
+    print_formulas(formulas, Console(), f"Wan2.1 {config.model_type} {config_path} ({precision}): cost per forward")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="config.json of a checkpoint (official WanModel or diffusers format).")
 @click.option("--checkpoint", type=click.Path(), default=None,
               help="Also check a safetensors checkpoint (file, index or folder) against the model: "
                    "names and shapes only, no weight is read.")
