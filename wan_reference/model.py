@@ -39,7 +39,8 @@ class Conv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cd = self.compute_dtype
-        return F.conv3d(x.to(cd), self.weight.to(cd), self.bias.to(cd), self.stride)
+        bias = self.bias.to(cd) if self.bias is not None else None
+        return F.conv3d(x.to(cd), self.weight.to(cd), bias, self.stride)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -185,6 +186,7 @@ class WanAttentionBlock(nn.Module):
         self.norm1 = LayerNorm(dim, eps)
         self.self_attn = WanSelfAttention(dim, config.num_heads, config.qk_norm, eps, policy)
         self.norm3 = LayerNorm(dim, eps, affine=True) if config.cross_attn_norm else nn.Identity()
+        self.cross_attn: WanT2VCrossAttention | WanI2VCrossAttention
         if config.model_type == "t2v":
             self.cross_attn = WanT2VCrossAttention(dim, config.num_heads, config.qk_norm, eps, policy)
         else:
@@ -251,6 +253,9 @@ class MLPProj(nn.Module):
 
 class WanModel(nn.Module):
     """The Wan2.1 DiT. Build it with `build_model`, which applies the precision policy."""
+
+    freqs: torch.Tensor  # RoPE table [rope_max_seq_len, head_dim / 2], complex128 (a buffer)
+    time_freqs: torch.Tensor  # sinusoid frequencies [freq_dim / 2], float64 (a buffer)
 
     def __init__(self, config: WanConfig, precision: str | PrecisionPolicy = "bf16"):
         super().__init__()

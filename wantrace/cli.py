@@ -44,10 +44,11 @@ def one_line_errors(fn):
 
 
 def human_bytes(n: int) -> str:
+    value = float(n)
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1000
+        if value < 1000 or unit == "TB":
+            return f"{value:.2f} {unit}" if unit != "B" else f"{n} B"
+        value /= 1000
     raise AssertionError
 
 
@@ -210,14 +211,15 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
             yield status.update
         return
     start = time.perf_counter()
-    last = {"step": None, "at": -every_s}
+    last_step: list[str | None] = [None]
+    last_at = [-every_s]
 
     def line(message: str) -> None:
         now = time.perf_counter() - start
         step = message.partition(":")[0]
-        if step != last["step"] or now - last["at"] >= every_s:
+        if step != last_step[0] or now - last_at[0] >= every_s:
             console.print(f"[{now:6.1f} s] {message}", highlight=False, soft_wrap=True)
-            last.update(step=step, at=now)
+            last_step[0], last_at[0] = step, now
 
     yield line
 

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import torch
 
@@ -145,7 +146,7 @@ def analytic_by_category(records, executed: Counter | None = None) -> dict[str, 
     """Analytic figures per category of the id each node ran in (kernels know their range, not their op, so
     casts stay with their module here): tensor-core FLOPs (useful, and as executed in the kernels' tiles),
     full FLOPs, bytes."""
-    out = {c: Counter() for c in CATEGORIES}
+    out: dict[str, Counter[str]] = {c: Counter() for c in CATEGORIES}
     for r in records:
         if r.kind != "costed":
             continue
@@ -156,7 +157,7 @@ def analytic_by_category(records, executed: Counter | None = None) -> dict[str, 
         c["bytes"] += r.cost.bytes_read + r.cost.bytes_written
     for ident, flops in (executed or {}).items():
         out[category_of(ident)]["executed_tensor_flops"] += flops
-    return out
+    return {c: dict(v) for c, v in out.items()}
 
 
 def summarize(kernels: list[dict], records) -> dict:
@@ -165,7 +166,7 @@ def summarize(kernels: list[dict], records) -> dict:
     executed, unknown = executed_by_id(kernels, products)
     analytic = analytic_by_category(records, executed)
     collected = {key for key in METRICS if any(k[key] is not None for k in kernels)}
-    measured = {c: Counter() for c in CATEGORIES}
+    measured: dict[str, Counter[str]] = {c: Counter() for c in CATEGORIES}
     outside = 0
     for k in kernels:
         if not _in_forward(k):
@@ -183,7 +184,7 @@ def summarize(kernels: list[dict], records) -> dict:
     has_fp32 = {"fadd", "fmul", "ffma"} <= collected
     has_fp64 = {"dadd", "dmul", "dfma"} <= collected
     has_dram = {"dram_read", "dram_write"} <= collected
-    categories = []
+    categories: list[dict[str, Any]] = []
     for name in CATEGORIES:
         a, m = analytic[name], measured[name]
         scalar_analytic = a["flops_full"] - a["tensor_flops"]
@@ -254,21 +255,22 @@ def run_counters(config_path, workload, blocks: int | None, seed: int, records, 
     if metric_set not in METRIC_SETS or replay not in REPLAY_MODES:
         raise VerifyError(f"--counters: unknown metric set {metric_set!r} or replay mode {replay!r}")
     started = time.perf_counter()
-    state = {"kernels": 0, "runs": 0, "block": "embeddings"}
+    state = {"kernels": 0, "runs": 0}
+    where = ["embeddings"]
     stderr: list[str] = []
 
     def watch(line: str) -> None:
         if "==PROF== Connected to process" in line:
             state["runs"] += 1
         elif line.startswith(_BLOCK):
-            state["block"] = "block " + line[len(_BLOCK):].strip()
+            where[0] = "block " + line[len(_BLOCK):].strip()
         elif line.startswith(_PROFILED):
             state["kernels"] += 1
         else:
             return
         run = f", run {state['runs']}" if replay == "application" else ""
         kernels = f", {state['kernels']} kernels profiled" if state["kernels"] else ""
-        step(f"Nsight Compute ({metric_set} metrics, {replay} replay{run}): {state['block']}{kernels}, "
+        step(f"Nsight Compute ({metric_set} metrics, {replay} replay{run}): {where[0]}{kernels}, "
              f"{time.perf_counter() - started:.0f} s")
 
     def drain(stream, sink: list[str]) -> None:

@@ -84,7 +84,10 @@ class Timer:
             torch.cuda.synchronize()
         out: dict[str, float] = defaultdict(float)
         for ident, start, end in self.spans:
-            out[ident] += start.elapsed_time(end) if self.cuda else (end - start) * 1e3
+            if isinstance(start, torch.cuda.Event) and isinstance(end, torch.cuda.Event):
+                out[ident] += start.elapsed_time(end)
+            elif isinstance(start, float) and isinstance(end, float):
+                out[ident] += (end - start) * 1e3
         return dict(out)
 
 

@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import datetime
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -324,9 +324,9 @@ class Capture:
         self.records: list[NodeCost] = []
         self.estimate: Estimate | None = None
 
-    def __call__(self, records: list[NodeCost]) -> Estimate:
+    def __call__(self, records: list[NodeCost], weights: list[int] | None = None) -> Estimate:
         self.records = records
-        self.estimate = self.predictor(records)
+        self.estimate = self.predictor(records, weights)
         return self.estimate
 
 
@@ -463,14 +463,14 @@ def _categories(report: Report, scope_flops: Counter, times: dict, kernel_ns: Co
     measured: Counter[str] = Counter()
     for ident, n in scope_flops.items():
         measured[category_of(ident)] += n
-    exclusive_time: Counter[str] = Counter()
+    exclusive_time: dict[str, float] = defaultdict(float)
     for ident, ms in times.items():
         if ident not in rows:
             continue
         own = ms - sum(times.get(child, 0.0) for child in rows[ident].children)
         exclusive_time[rows[ident].category if rows[ident].category != "mixed" else "other"] += max(own, 0.0)
     if kernel_ns is not None:
-        exclusive_time = Counter()
+        exclusive_time = defaultdict(float)
         for (ident, cast), ns in kernel_ns.items():
             exclusive_time["dtype casts" if cast else category_of(ident)] += ns / 1e6
     out = []

@@ -4,14 +4,13 @@ for a spec-only profile. docs/time-model.md documents the format."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import hardware
-
-HARDWARE = Path(hardware.__file__).resolve().parent
+HARDWARE = Path(importlib.import_module("wantrace.hardware").__file__ or "").resolve().parent
 PROFILE_SCHEMA = 1
 SPEC_FIELDS = ("tensor_flops", "fp32_flops", "memory_bandwidth", "memory_bytes", "l2_bytes", "sms",
                "nvlink_bandwidth", "pcie_bandwidth")
@@ -96,9 +95,10 @@ def check(doc, where: str) -> None:
     need(isinstance(spec, dict), "spec", "missing or not an object")
     for field in SPEC_FIELDS:
         need(field in spec, f"spec.{field}", "missing")
-        entries = spec[field].items() if field == "tensor_flops" else [(None, spec[field])]
-        for key, entry in entries:
-            label = f"spec.{field}" + (f".{key}" if key else "")
+        entries: list[tuple[str | None, dict]] = (list(spec[field].items()) if field == "tensor_flops"
+                                                    else [(None, spec[field])])
+        for dtype, entry in entries:
+            label = f"spec.{field}" + (f".{dtype}" if dtype else "")
             need(isinstance(entry, dict), label, "must be an object with value and source")
             value = entry.get("value")
             need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

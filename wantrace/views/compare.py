@@ -55,7 +55,7 @@ def _header(result: dict) -> list[str]:
 
 
 def _totals_rows(result: dict) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for key in ("forward", "generation"):
         for name in result.get("measures", ("torch", "full", "bytes")):
             t = result["totals"][key][name]

@@ -35,7 +35,8 @@ def render_plots(sweep: Sweep) -> dict[str, bytes]:
 
     what, rows = series(sweep)
     tokens = [r.geometry.tokens for r in rows]
-    colors = [*matplotlib.colormaps["tab10"].colors, "#393b79"]  # one color per category, stable across plots
+    tab10 = matplotlib.colormaps["tab10"]
+    colors = [*(tab10(i) for i in range(tab10.N)), "#393b79"]  # one color per category, stable across plots
     model = f"Wan2.1 {sweep.config.model_type} (dim {sweep.config.dim}, {sweep.config.num_layers} blocks)"
 
     def figure():

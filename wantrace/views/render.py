@@ -76,7 +76,7 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
              (f"; predicted time on {report.time['profile']} and its share" if timed and report.time else ""))
     table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
     table.add_column("module", no_wrap=True, min_width=24)
-    columns = (("torch", 7), ("full", 7), ("share", 6), ("bytes", 8), ("FLOP/B", 7))
+    columns: tuple[tuple[str, int], ...] = (("torch", 7), ("full", 7), ("share", 6), ("bytes", 8), ("FLOP/B", 7))
     columns += (("time", 8), ("t-share", 7)) if timed else ()
     for name, width in columns:
         table.add_column(name, justify="right", no_wrap=True, min_width=width)
@@ -144,7 +144,7 @@ def _hot_table(title: str, label: str, with_calls: bool, timed: bool = False) ->
     table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
     table.add_column("#", justify="right", no_wrap=True, min_width=2)
     table.add_column(label, no_wrap=True, min_width=20)
-    columns = (("calls", 5),) if with_calls else ()
+    columns: tuple[tuple[str, int], ...] = (("calls", 5),) if with_calls else ()
     columns += (("torch", 7), ("full", 7), ("bytes", 8)) + ((("time", 8),) if timed else ()) + (("share", 6),)
     for name, width in columns:
         table.add_column(name, justify="right", no_wrap=True, min_width=width)

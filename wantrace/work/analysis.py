@@ -37,9 +37,17 @@ CONVENTIONS = {
 class TimeEstimate(Protocol):
     """What a time predictor (wantrace.timing) gives for one forward's records, in execution order."""
 
-    ns: Sequence[int]  # each record's share of the forward's wall time; they sum to the forward
-    kernel_ns: Sequence[int]  # each record's GPU kernel time (0 for what launches none)
-    info: dict  # the profile and the model's assumptions, as the report records them
+    @property
+    def ns(self) -> Sequence[int]:
+        """Each record's share of the forward's wall time; they sum to the forward."""
+
+    @property
+    def kernel_ns(self) -> Sequence[int]:
+        """Each record's GPU kernel time (0 for what launches none)."""
+
+    @property
+    def info(self) -> dict:
+        """The profile and the model's assumptions, as the report records them."""
 
 
 class Timing(Protocol):
@@ -186,9 +194,9 @@ def roll_up(records: list[NodeCost], model: torch.nn.Module, times: Sequence[int
     ids = set(types) | set(exclusive) | set(first_seen)
     children: dict[str, list[str]] = {i: [] for i in ids}
     registration = {name or ROOT: i for i, (name, _) in enumerate(model.named_modules())}
-    for i in ids:
-        if i != ROOT:
-            children[_parent(i, ids)].append(i)
+    for ident in ids:
+        if ident != ROOT:
+            children[_parent(ident, ids)].append(ident)
     for kids in children.values():
         kids.sort(key=lambda k: (first_seen.get(k, 1 << 62), registration.get(k, 1 << 62), k))
 

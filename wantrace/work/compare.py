@@ -118,7 +118,7 @@ def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", 
         ra, rb = roles_a.get(rid), roles_b.get(rid)
         roles.append({
             "id": rid,
-            "category": (rb or ra).category,
+            "category": (rb.category if rb is not None else ra.category if ra is not None else "other"),
             "count": {"a": ra.count if ra else 0, "b": rb.count if rb else 0},
             **_delta(ra.metrics if ra else ZERO, rb.metrics if rb else ZERO, fa, fb, measures),
         })

@@ -54,8 +54,13 @@ def hotspots(report: Report, by_module: bool = False, layers: int = LAYERS, cate
     roles = aggregate(report.modules, by_module=by_module)
     top_layers, top_categories = {}, {}
     for name, f in measures_for(report).items():
-        top_layers[name] = top_k([r for r in roles if f(r.metrics)], lambda r, f=f: f(r.metrics), lambda r: r.id,
-                                 layers)
-        top_categories[name] = top_k([kv for kv in report.categories.items() if f(kv[1])], lambda kv, f=f: f(kv[1]),
+        def role_value(r: Role, f: Callable[[Metrics], int] = f) -> int:
+            return f(r.metrics)
+
+        def category_value(kv: tuple[str, Metrics], f: Callable[[Metrics], int] = f) -> int:
+            return f(kv[1])
+
+        top_layers[name] = top_k([r for r in roles if f(r.metrics)], role_value, lambda r: r.id, layers)
+        top_categories[name] = top_k([kv for kv in report.categories.items() if f(kv[1])], category_value,
                                      lambda kv: kv[0], categories)
     return Hotspots(by_module, top_layers, top_categories)

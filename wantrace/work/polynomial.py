@@ -51,8 +51,8 @@ class Poly:
         out: dict[Monomial, int] = {}
         for m1, c1 in self.terms.items():
             for m2, c2 in Poly.of(other).terms.items():
-                m = tuple(a + b for a, b in zip(m1, m2, strict=True))
-                out[m] = out.get(m, 0) + c1 * c2  # type: ignore[index]
+                m: Monomial = (m1[0] + m2[0], m1[1] + m2[1], m1[2] + m2[2], m1[3] + m2[3])
+                out[m] = out.get(m, 0) + c1 * c2
         return Poly(out)
 
     __rmul__ = __mul__

@@ -158,7 +158,8 @@ class Coster:
     def __call__(self, workload: Workload, geo: Geometry) -> Row:
         key = (workload.precision, workload.batch, tuple(geo.latent))
         if key not in self._forwards:
-            point = point_of(workload.batch, tuple(geo.latent), self.config.patch_size)
+            f, lh, lw = geo.latent
+            point = point_of(workload.batch, (f, lh, lw), self.config.patch_size)
             poly = self.polynomials(workload.precision, point)
             if poly is not None:
                 self._forwards[key] = self._from_polynomials(poly, point)

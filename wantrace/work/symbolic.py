@@ -129,7 +129,7 @@ def _as_poly(cost: Cost) -> Cost:
     def p(v):
         return v if isinstance(v, Poly) else Poly.of(v)
     gemms = tuple(Gemm(*(p(getattr(g, k)) for k in ("count", "m", "n", "k", "taps"))) for g in cost.gemms)
-    return Cost(p(cost.flops_torch), p(cost.flops_full), p(cost.bytes_read), p(cost.bytes_written),  # type: ignore[arg-type]
+    return Cost(p(cost.flops_torch), p(cost.flops_full), p(cost.bytes_read), p(cost.bytes_written),
                 cost.metadata, gemms)
 
 
@@ -206,7 +206,7 @@ def totals(sym: SymbolicForward, weights: list[int]) -> tuple[Poly, ...]:
 
 
 def by_category(sym: SymbolicForward, weights: list[int]) -> dict[str, tuple[Poly, ...]]:
-    out = {c: (Poly(), Poly(), Poly(), Poly()) for c in CATEGORIES}
+    out: dict[str, tuple[Poly, ...]] = {c: (Poly(), Poly(), Poly(), Poly()) for c in CATEGORIES}
     for r, c, w in zip(sym.records, sym.costs, weights, strict=True):
         if c is None or r.kind != "costed":
             continue

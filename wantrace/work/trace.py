@@ -76,7 +76,7 @@ def layout_of(inputs: list[torch.Tensor], outputs: list[TensorSpec]) -> str:
 
 def _op_name(node: torch.fx.Node) -> str:
     if node.op == "call_method":
-        return node.target
+        return str(node.target)
     return getattr(node.target, "__name__", str(node.target))
 
 
