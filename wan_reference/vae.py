@@ -60,11 +60,12 @@ class FeatureCache:
         _check_frames(x, self.frames)
         previous = self.entries.get(conv)
         assert previous is None or isinstance(previous, Cached)
-        keep = x[:, :, -CACHE_T:, :, :].clone()
-        kept = min(self.frames, CACHE_T)
-        if kept < CACHE_T and previous is not None:
-            keep = torch.cat([previous.x[:, :, -1, :, :].unsqueeze(2), keep], dim=2)
-            kept += 1
+        with scope(x, "feat_cache"):
+            keep = x[:, :, -CACHE_T:, :, :].clone()
+            kept = min(self.frames, CACHE_T)
+            if kept < CACHE_T and previous is not None:
+                keep = torch.cat([previous.x[:, :, -1, :, :].unsqueeze(2), keep], dim=2)
+                kept += 1
         out = conv(x, previous)
         self.entries[conv] = Cached(keep, kept)
         return out
@@ -201,16 +202,17 @@ class Resample(nn.Module):
         if previous is None:
             cache.entries[self.time_conv] = REP
             return x
-        keep = x[:, :, -CACHE_T:, :, :].clone()
-        kept = min(cache.frames, CACHE_T)
-        if kept < CACHE_T:
-            if previous == REP:
-                first = torch.zeros_like(keep)
-            else:
-                assert isinstance(previous, Cached)
-                first = previous.x[:, :, -1, :, :].unsqueeze(2)
-            keep = torch.cat([first, keep], dim=2)
-            kept += 1
+        with scope(x, "feat_cache"):
+            keep = x[:, :, -CACHE_T:, :, :].clone()
+            kept = min(cache.frames, CACHE_T)
+            if kept < CACHE_T:
+                if previous == REP:
+                    first = torch.zeros_like(keep)
+                else:
+                    assert isinstance(previous, Cached)
+                    first = previous.x[:, :, -1, :, :].unsqueeze(2)
+                keep = torch.cat([first, keep], dim=2)
+                kept += 1
         x = self.time_conv(x) if previous == REP else self.time_conv(x, previous)  # type: ignore[arg-type]
         cache.entries[self.time_conv] = Cached(keep, kept)
         x = x.reshape(b, 2, c, t, h, w)
@@ -224,10 +226,12 @@ class Resample(nn.Module):
         _check_frames(x, cache.frames)
         previous = cache.entries.get(self.time_conv)
         if previous is None:
-            cache.entries[self.time_conv] = Cached(x.clone(), cache.frames)
+            with scope(x, "feat_cache"):
+                cache.entries[self.time_conv] = Cached(x.clone(), cache.frames)
             return x
         assert isinstance(previous, Cached)
-        keep = x[:, :, -1:, :, :].clone()
+        with scope(x, "feat_cache"):
+            keep = x[:, :, -1:, :, :].clone()
         x = self.time_conv(torch.cat([previous.x[:, :, -1:, :, :], x], 2))
         cache.entries[self.time_conv] = Cached(keep, 1)
         cache.frames = (cache.frames + 1 - 3) // 2 + 1
