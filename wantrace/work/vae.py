@@ -19,6 +19,7 @@ as `direction="encode"`. `vae_components(...)` gives what a generation runs per 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.fx
@@ -28,7 +29,7 @@ from wan_reference.vae import WanVAE, build_vae, decode_chunks, encode_chunks
 from wan_reference.vae_config import VAEConfig
 
 from .metrics import ZERO, Metrics
-from .trace import ROOT, CostInterpreter, NodeCost, WanTracer
+from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _tensors
 
 DIRECTIONS = ("encode", "decode")
 PROLOGUE = -1  # chunk index of the work before the first chunk (decode: latent denormalisation, conv2)
@@ -83,15 +84,88 @@ def latent_shape(config: VAEConfig, frames: int, height: int, width: int) -> tup
     return ((frames - 1) // st + 1, height // ss, width // ss)
 
 
+class _MemoInterpreter(CostInterpreter):
+    """A CostInterpreter that runs each distinct op once: every chunk after the first runs the same ops on the
+    same shapes, and the meta kernels of conv, pad, cat and normalize are slow Python. A result that owns fresh
+    storage is re-created from its recorded shape, strides and dtype (what the kernel would return); views and
+    in-place ops always run, so storage identities stay exact for costing and liveness."""
+
+    def __init__(self, gm: torch.fx.GraphModule, strict: bool):
+        super().__init__(gm, strict)
+        self._memo: dict[object, tuple | None] = {}
+
+    def call_function(self, target, args, kwargs):
+        return self._memoized("call_function", target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        return self._memoized("call_method", target, args, kwargs)
+
+    def _memoized(self, kind: str, target, args, kwargs):
+        run = super().call_function if kind == "call_function" else super().call_method
+        try:
+            key = (kind, target, _key(args), _key(kwargs))
+            hash(key)
+        except TypeError:
+            return run(target, args, kwargs)
+        spec = self._memo.get(key, False)
+        if spec:
+            shape, stride, dtype = spec
+            return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+        result = run(target, args, kwargs)
+        if spec is False:
+            inputs = {t.untyped_storage()._cdata for t in _tensors((args, kwargs))}
+            fresh = (isinstance(result, torch.Tensor) and result.untyped_storage()._cdata not in inputs
+                     and result.storage_offset() == 0)
+            self._memo[key] = (tuple(result.shape), result.stride(), result.dtype) if fresh else None
+        return result
+
+
+def _key(value):
+    """A hashable stand-in for an op's arguments: tensors by layout, slices by their bounds."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", *((k, _key(v)) for k, v in value.items()))
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    return value
+
+
+class _VAETracer(WanTracer):
+    """WanTracer with parameter and buffer names looked up in a dict: FX's own `getattr` scans every
+    named parameter at each access, which dominates tracing a graph of thousands of nodes."""
+
+    def trace(self, root, concrete_args=None):
+        tensors = {**dict(root.named_parameters()), **dict(root.named_buffers())}
+        self._tensor_names = {id(t): name for name, t in tensors.items()}
+        return super().trace(root, concrete_args)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        name = self._tensor_names.get(id(attr_val)) if isinstance(attr_val, torch.Tensor) else None
+        if name is None:
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
+
+
 def trace_graph(model: WanVAE, direction: str, length: int) -> torch.fx.GraphModule:
     """FX-trace `model.encode` or `model.decode` with the chunk loop unrolled over `length` input frames
     (video frames to encode, latent frames to decode): the graph depends on the frame count, not on H, W."""
     if direction not in DIRECTIONS:
         raise VAEWorkloadError(f"direction: 'encode' or 'decode', got {direction!r}")
-    tracer = WanTracer()
+    tracer = _VAETracer()
     tracer.traced_func_name = direction
     graph = tracer.trace(model, concrete_args={"frames": length})
     return torch.fx.GraphModule(model, graph)
+
+
+@lru_cache(maxsize=8)
+def _graph(config: VAEConfig, dtype: torch.dtype, direction: str, length: int) -> torch.fx.GraphModule:
+    """One traced graph per frame count serves every resolution (a sweep over sizes traces once)."""
+    return trace_graph(build_vae(config, dtype), direction, length)
 
 
 def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: int, width: int,
@@ -99,14 +173,13 @@ def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: i
     """Build the VAE on meta in the policy's VAE dtype, trace its chunked encode or decode of a
     `frames` x `height` x `width` video, and cost every node."""
     check_video(config, frames, height, width)
-    model = build_vae(config, policy.vae)
     latent = latent_shape(config, frames, height, width)
     if direction == "encode":
         shape, length = (batch, 3, frames, height, width), frames
     else:
         shape, length = (batch, config.z_dim, *latent), latent[0]
-    gm = trace_graph(model, direction, length)
-    interpreter = CostInterpreter(gm, strict)
+    gm = _graph(config, policy.vae, direction, length)
+    interpreter = _MemoInterpreter(gm, strict)
     x = torch.empty(shape, device="meta", dtype=policy.vae)
     out = interpreter.run(x, length)
     records = interpreter.records
