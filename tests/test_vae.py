@@ -21,6 +21,7 @@ from wan_reference.vae_checkpoint import (
 )
 from wan_reference.vae_config import VAEConfig, load_vae_config, to_diffusers_vae_config, vae_config_from_dict
 from wan_reference.vae_keys import vae_from_diffusers, vae_to_diffusers
+from wantrace.work.trace import CostInterpreter
 from wantrace.work.vae import VAEWorkloadError, trace_vae
 
 from .conftest import MODELS
@@ -267,3 +268,12 @@ def test_bad_video_is_one_line(tiny):
         trace_vae(tiny, get_policy("fp32"), 8, 32, 48, "decode")
     with pytest.raises(VAEWorkloadError, match="^width: must be a multiple of 8"):
         trace_vae(tiny, get_policy("fp32"), 9, 32, 44, "encode")
+
+
+def test_memoized_meta_run_equals_the_plain_interpreter(traces):
+    """trace_vae runs each distinct op's meta kernel once; the plain CostInterpreter gives the same records."""
+    trace = traces["decode"]
+    plain = CostInterpreter(trace.model, strict=True)
+    plain.run(torch.empty(trace.input_shape, device="meta"), trace.input_shape[2])
+    assert plain.records == trace.records
+    assert plain.peak_activation_bytes() == trace.peak_activation_bytes
