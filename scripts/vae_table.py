@@ -58,15 +58,14 @@ def main() -> None:
         print("| phase | frames in -> out | FLOPs (torch) | bytes moved | peak activations |")
         print("|---|---|---:|---:|---:|")
         n = len(t.chunks) - 2
+        worst = max(t.chunks, key=lambda c: c.peak_activation_bytes).index
         for c in t.chunks:
-            if 2 < c.index < n - 1:
+            if 2 < c.index < n - 1 and c.index != worst:
                 continue
             name = {-1: "prologue", n: "epilogue"}.get(c.index, f"chunk {c.index}")
             frames = f"{c.frames_in} -> {c.frames_out}" if c.frames_in else ""
-            print(f"| {name} | {frames} | {tera(c.metrics.flops_torch)} | {gb(c.metrics.bytes)} | "
-                  f"{gb(c.peak_activation_bytes)} |")
-            if c.index == 2 and n > 4:
-                print(f"| chunks 3 .. {n - 2} | as chunk 2 | | | |")
+            print(f"| {name}{' (peak)' if c.index == worst else ''} | {frames} | {tera(c.metrics.flops_torch)} | "
+                  f"{gb(c.metrics.bytes)} | {gb(c.peak_activation_bytes)} |")
 
         by_family: dict[str, Metrics] = defaultdict(lambda: ZERO)
         by_stage: dict[str, Metrics] = defaultdict(lambda: ZERO)
