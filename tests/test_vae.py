@@ -21,8 +21,9 @@ from wan_reference.vae_checkpoint import (
 )
 from wan_reference.vae_config import VAEConfig, load_vae_config, to_diffusers_vae_config, vae_config_from_dict
 from wan_reference.vae_keys import vae_from_diffusers, vae_to_diffusers
+from wantrace.work.analysis import roll_up
 from wantrace.work.trace import CostInterpreter
-from wantrace.work.vae import VAEWorkloadError, trace_vae
+from wantrace.work.vae import VAEWorkloadError, trace_vae, with_prefix
 
 from .conftest import MODELS
 
@@ -277,3 +278,16 @@ def test_memoized_meta_run_equals_the_plain_interpreter(traces):
     plain.run(torch.empty(trace.input_shape, device="meta"), trace.input_shape[2])
     assert plain.records == trace.records
     assert plain.peak_activation_bytes() == trace.peak_activation_bytes
+
+
+def test_records_roll_up_and_re_root(traces):
+    """The VAE's records roll up like the DiT's (root = the whole call), and re-root under a prefix."""
+    trace = traces["decode"]
+    rows = {r.id: r for r in roll_up(trace.records, trace.model)}
+    assert rows["model"].inclusive == trace.total
+    assert rows["decoder"].calls == 3 and rows["conv2"].calls == 1  # one decoder call per latent frame
+    assert rows["decoder.upsamples.12.residual.2"].params == 8 * 8 * 27 + 8
+    moved = with_prefix(trace.records, "vae.decode")
+    assert {r.module.split(".")[0] for r in moved} == {"vae"}
+    assert sum(r.cost.flops_full for r in moved) == trace.total.flops_full
+    assert moved[-1].module == "vae.decode" and all(r.stack[0] == "vae.decode" for r in moved)

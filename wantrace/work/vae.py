@@ -13,11 +13,15 @@ Integration API (for the whole-generation report):
 `frames`, `height`, `width` are always the *pixel* video's (81, 480, 832 for t2v-480p): encode reads that video,
 decode writes it from its latents (21 x 60 x 104). The i2v/flf2v conditioning encode is a full encode of a
 video of the same size (the image followed by zero frames, official image2video.py), so it costs the same
-as `direction="encode"`. `vae_components(...)` gives what a generation runs per workload task.
+as `direction="encode"`. `vae_components(task)` says what a generation runs per workload task, and
+`with_prefix(trace.records, "vae.decode")` re-roots the records for a combined tree
+(`roll_up(records, model)` of wantrace.work.analysis then needs a model whose parameters sit under the same
+prefix, or `trace.model` for the VAE alone).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -238,6 +242,17 @@ def phases(records: list[NodeCost], direction: str) -> list[int]:
     return chunk
 
 
+def with_prefix(records: list[NodeCost], prefix: str) -> list[NodeCost]:
+    """The records with every module id and call key under `prefix` (e.g. "vae.decode"; the VAE's ROOT becomes
+    the prefix itself), so a generation report can hang the VAE call beside the DiT's modules."""
+
+    def under(path: str) -> str:
+        return prefix if path == ROOT else f"{prefix}.{path}"
+
+    return [dataclasses.replace(r, module=under(r.module), stack=(prefix, *(under(k) for k in r.stack)))
+            for r in records]
+
+
 def vae_components(task: str) -> tuple[str, ...]:
     """What one generation runs of the VAE: every task decodes the sampled latents once; i2v and flf2v first
     encode the conditioning video (image(s) and zero frames, as long as the output) once."""
@@ -245,4 +260,4 @@ def vae_components(task: str) -> tuple[str, ...]:
 
 
 __all__ = ["DIRECTIONS", "ROOT", "ChunkCost", "VAETrace", "VAEWorkloadError", "check_video", "latent_shape",
-           "phases", "trace_graph", "trace_vae", "vae_components"]
+           "phases", "trace_graph", "trace_vae", "vae_components", "with_prefix"]
