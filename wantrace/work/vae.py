@@ -124,7 +124,7 @@ class _MemoInterpreter(CostInterpreter):
         return result
 
 
-def _key(value):
+def _key(value: object) -> object:
     """A hashable stand-in for an op's arguments: tensors by layout, slices by their bounds."""
     if isinstance(value, torch.Tensor):
         return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
