@@ -291,3 +291,22 @@ def test_records_roll_up_and_re_root(traces):
     assert {r.module.split(".")[0] for r in moved} == {"vae"}
     assert sum(r.cost.flops_full for r in moved) == trace.total.flops_full
     assert moved[-1].module == "vae.decode" and all(r.stack[0] == "vae.decode" for r in moved)
+
+
+@pytest.mark.parametrize("direction", ["encode", "decode"])
+def test_replicated_chunks_equal_a_full_trace(tiny, direction):
+    """21 frames: 6 chunks, of which chunks 2..4 are copies of the traced chunk 2 and the tail is traced alone;
+    every record, phase and peak equals the full 6-chunk trace's."""
+    policy = get_policy("fp32")
+    fast = trace_vae(tiny, policy, 21, 16, 24, direction, strict=True)
+    full = trace_vae(tiny, policy, 21, 16, 24, direction, strict=True, replicate=False)
+
+    def key(r):
+        return (r.index, r.op, r.name, r.kind, r.family, r.module, r.cost, r.output_bytes, r.layout, r.in_dtype,
+                tuple(k.split("#scope")[0] for k in r.stack))
+
+    assert [key(r) for r in fast.records] == [key(r) for r in full.records]
+    assert fast.chunk_of == full.chunk_of and fast.chunks == full.chunks
+    assert fast.peak_activation_bytes == full.peak_activation_bytes
+    assert len(fast.model.graph.nodes) < len(full.model.graph.nodes)  # it did trace fewer chunks
+    assert fast.chunks[-2].peak_activation_bytes < fast.chunks[-3].peak_activation_bytes  # the last keeps no cache

@@ -400,6 +400,10 @@ class WanVAE(nn.Module):
                 with scope(y, "concat"):
                     out = torch.cat([out, y], 2)
         assert out is not None
+        return self.encode_tail(out)
+
+    def encode_tail(self, out: torch.Tensor) -> torch.Tensor:
+        """After the chunks: conv1 on all latent frames, keep the mean, normalise."""
         mu, log_var = self.conv1(out).chunk(2, dim=1)
         z = self.config.z_dim
         with scope(mu, "latent_norm"):
@@ -424,6 +428,10 @@ class WanVAE(nn.Module):
                 with scope(y, "concat"):
                     out = torch.cat([out, y], 2)
         assert out is not None
+        return self.decode_tail(out)
+
+    def decode_tail(self, out: torch.Tensor) -> torch.Tensor:
+        """After the chunks: the official wrapper's `.float().clamp_(-1, 1)`."""
         with scope(out, "clamp"):
             return out.float().clamp_(-1, 1)
 

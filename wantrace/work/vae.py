@@ -9,6 +9,7 @@ Integration API (for the whole-generation report):
     trace.model              # the GraphModule (its parameters: roll_up's params per module)
     trace.chunks             # ChunkCost per phase: prologue, each chunk as upstream runs it, epilogue
     trace.peak_activation_bytes
+    trace_vae(..., replicate=False)   # trace all chunks instead of 4 and copies (same numbers, slower)
 
 `frames`, `height`, `width` are always the *pixel* video's (81, 480, 832 for t2v-480p): encode reads that video,
 decode writes it from its latents (21 x 60 x 104). The i2v/flf2v conditioning encode is a full encode of a
@@ -29,7 +30,7 @@ import torch
 import torch.fx
 
 from wan_reference.precision import PrecisionPolicy
-from wan_reference.vae import WanVAE, build_vae, decode_chunks, encode_chunks
+from wan_reference.vae import ENCODE_CHUNK, WanVAE, build_vae, decode_chunks, encode_chunks
 from wan_reference.vae_config import VAEConfig
 
 from .metrics import ZERO, Metrics
@@ -155,50 +156,135 @@ class _VAETracer(WanTracer):
         return parameter_proxy_cache[name]
 
 
-def trace_graph(model: WanVAE, direction: str, length: int) -> torch.fx.GraphModule:
+def trace_graph(model: WanVAE, direction: str, length: int | None) -> torch.fx.GraphModule:
     """FX-trace `model.encode` or `model.decode` with the chunk loop unrolled over `length` input frames
-    (video frames to encode, latent frames to decode): the graph depends on the frame count, not on H, W."""
+    (video frames to encode, latent frames to decode): the graph depends on the frame count, not on H, W.
+    `length=None` traces only what runs after the chunks (`encode_tail` / `decode_tail`)."""
     if direction not in DIRECTIONS:
         raise VAEWorkloadError(f"direction: 'encode' or 'decode', got {direction!r}")
     tracer = _VAETracer()
-    tracer.traced_func_name = direction
-    graph = tracer.trace(model, concrete_args={"frames": length})
+    tracer.traced_func_name = direction if length is not None else f"{direction}_tail"
+    graph = tracer.trace(model, concrete_args={"frames": length} if length is not None else None)
     return torch.fx.GraphModule(model, graph)
 
 
 @lru_cache(maxsize=8)
-def _graph(config: VAEConfig, dtype: torch.dtype, direction: str, length: int) -> torch.fx.GraphModule:
+def _graph(config: VAEConfig, dtype: torch.dtype, direction: str, length: int | None) -> torch.fx.GraphModule:
     """One traced graph per frame count serves every resolution (a sweep over sizes traces once)."""
     return trace_graph(build_vae(config, dtype), direction, length)
 
 
+TEMPLATE_CHUNKS = 4  # traced when replicating: 0, 1 (the first cached frames), 2 (stands for 2 .. n-2), 3 (the last)
+
+
 def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: int, width: int,
-              direction: str, batch: int = 1, strict: bool = False) -> VAETrace:
+              direction: str, batch: int = 1, strict: bool = False, replicate: bool = True) -> VAETrace:
     """Build the VAE on meta in the policy's VAE dtype, trace its chunked encode or decode of a
-    `frames` x `height` x `width` video, and cost every node."""
+    `frames` x `height` x `width` video, and cost every node.
+
+    `replicate` traces 4 chunks and copies chunk 2 for the middle chunks, as the DiT's blocks are copied: every
+    chunk but the first two and the last runs the same ops on the same shapes, the output so far only grows.
+    The concat's bytes and the activations alive grow by one chunk's output per chunk; what runs after the
+    chunks is traced on its own at the real size. Same records and peaks as a full trace (tested)."""
     check_video(config, frames, height, width)
     latent = latent_shape(config, frames, height, width)
+    schedule = encode_chunks(frames) if direction == "encode" else decode_chunks(latent[0])
     if direction == "encode":
         shape, length = (batch, 3, frames, height, width), frames
+        out_shape = (batch, config.z_dim, *latent)
     else:
         shape, length = (batch, config.z_dim, *latent), latent[0]
+        out_shape = (batch, 3, frames, height, width)
+    n = len(schedule)
+    short = replicate and n > TEMPLATE_CHUNKS
+    if short:  # the frame count of 4 chunks; the graph's chunk slices then read only their frames of x
+        length = 1 + ENCODE_CHUNK * (TEMPLATE_CHUNKS - 1) if direction == "encode" else TEMPLATE_CHUNKS
     gm = _graph(config, policy.vae, direction, length)
-    interpreter = _MemoInterpreter(gm, strict)
     x = torch.empty(shape, device="meta", dtype=policy.vae)
-    out = interpreter.run(x, length)
-    records = interpreter.records
-    levels = interpreter.liveness(lambda node: interpreter._alloc.get(node, 0))
+    records, levels = _run(gm, strict, (x, length))
     chunk_of = phases(records, direction)
-    schedule = encode_chunks(frames) if direction == "encode" else decode_chunks(latent[0])
+    if short:
+        tail = _graph(config, policy.vae, direction, None)
+        tail_records, tail_levels = _run(tail, strict, (torch.empty(_final_out(config, direction, out_shape),
+                                                                    device="meta", dtype=policy.vae),))
+        records, levels, chunk_of = _replicate(records, levels, chunk_of, n, tail_records[1:], tail_levels[1:])
     chunks = []
-    for index in range(PROLOGUE, len(schedule) + 1):
+    for index in range(PROLOGUE, n + 1):
         members = [i for i, c in enumerate(chunk_of) if c == index]
         if not members:
             continue
         metrics = sum((_metrics(records[i]) for i in members), ZERO)
         frames_in, frames_out = _chunk_frames(direction, index, schedule)
         chunks.append(ChunkCost(index, frames_in, frames_out, metrics, max(levels[i] for i in members)))
-    return VAETrace(direction, gm, records, chunk_of, chunks, max(levels, default=0), shape, tuple(out.shape))
+    return VAETrace(direction, gm, records, chunk_of, chunks, max(levels, default=0), shape, out_shape)
+
+
+def _final_out(config: VAEConfig, direction: str, out_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """What the chunks hand to the tail: encode's mean and log-variance (2 z_dim channels), decode's video."""
+    return (out_shape[0], 2 * config.z_dim, *out_shape[2:]) if direction == "encode" else out_shape
+
+
+def _run(gm: torch.fx.GraphModule, strict: bool, inputs: tuple) -> tuple[list[NodeCost], list[int]]:
+    interpreter = _MemoInterpreter(gm, strict)
+    interpreter.run(*inputs)
+    return interpreter.records, interpreter.liveness(lambda node: interpreter._alloc.get(node, 0))
+
+
+def _replicate(records: list[NodeCost], levels: list[int], chunk_of: list[int], n: int,
+               tail_records: list[NodeCost], tail_levels: list[int]):
+    """Records, live bytes and phases of an `n`-chunk run from a 4-chunk trace (phases -1 .. 4) and the tail
+    traced alone (its records without the placeholder). Chunk k in 2 .. n-2 is chunk 2 shifted, chunk n-1 is
+    chunk 3 shifted: by s = k - template chunks, the accumulated output is s * delta bytes larger, so every
+    live level is s * delta higher (2 s * delta at the concat, where the old and the new output are alive)
+    and the concat reads and writes s * delta more."""
+    members = {p: [i for i, c in enumerate(chunk_of) if c == p] for p in range(PROLOGUE, TEMPLATE_CHUNKS + 1)}
+    cat2, cat3 = (next(records[i] for i in members[p] if records[i].module == "concat") for p in (2, 3))
+    d_read = cat3.cost.bytes_read - cat2.cost.bytes_read
+    d_written = cat3.cost.bytes_written - cat2.cost.bytes_written
+    d_out = cat3.output_bytes - cat2.output_bytes
+    out_records: list[NodeCost] = []
+    out_levels: list[int] = []
+    out_chunk: list[int] = []
+
+    def emit(i: int, k: int, template: int) -> None:
+        r, shift = records[i], k - template
+        level = levels[i] + shift * d_out
+        if r.module == "concat":
+            level += shift * d_out
+            cost = dataclasses.replace(r.cost, bytes_read=r.cost.bytes_read + shift * d_read,
+                                       bytes_written=r.cost.bytes_written + shift * d_written)
+            r = dataclasses.replace(r, cost=cost, output_bytes=r.output_bytes + shift * d_out)
+        if shift:
+            r = dataclasses.replace(r, stack=tuple(_renamed(key, template, k) for key in r.stack))
+        out_records.append(dataclasses.replace(r, index=len(out_records)))
+        out_levels.append(level)
+        out_chunk.append(k)
+
+    for p in (PROLOGUE, 0, 1):
+        for i in members[p]:
+            emit(i, p, p)
+    for k in range(2, n - 1):
+        for i in members[2]:
+            emit(i, k, 2)
+    for i in members[3]:
+        emit(i, n - 1, 3)
+    for r, level in zip(tail_records, tail_levels, strict=True):
+        out_records.append(dataclasses.replace(r, index=len(out_records)))
+        out_levels.append(level)
+        out_chunk.append(n)
+    return out_records, out_levels, out_chunk
+
+
+def _renamed(key: str, template: int, k: int) -> str:
+    """A call key of the template chunk as chunk k's: FX numbers the calls of a module (`decoder.middle.0@2`),
+    and every module of a steady chunk is called once per chunk, so the number moves by k - template; a
+    scope key gets the chunk appended so that it stays unique."""
+    if "#scope" in key:
+        return f"{key}.{k}"
+    base, sep, calls = key.rpartition("@")
+    if sep and calls.isdigit():
+        return f"{base}@{int(calls) + k - template}"
+    return f"{key}@{k - template}"
 
 
 def _metrics(r: NodeCost) -> Metrics:
