@@ -17,6 +17,7 @@ Python int (read off the input when it is a tensor), so the chunk loop unrolls i
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -71,7 +72,7 @@ class FeatureCache:
         return out
 
 
-def _check_frames(x, frames: int) -> None:
+def _check_frames(x: object, frames: int) -> None:
     """The static frame count must be the tensor's (checked on real and meta tensors; a proxy has no value)."""
     if isinstance(x, torch.Tensor) and x.shape[2] != frames:
         raise AssertionError(f"feature cache expected {frames} frames, the activation has {x.shape[2]}")
@@ -81,7 +82,7 @@ def _causal(conv: CausalConv3d, x: torch.Tensor, cache: FeatureCache | None) -> 
     return conv(x) if cache is None else cache.conv(conv, x)
 
 
-def _length(x, frames: int | None) -> int:
+def _length(x: torch.Tensor, frames: int | None) -> int:
     if frames is not None:
         return frames
     if isinstance(x, torch.fx.Proxy):
@@ -159,7 +160,7 @@ def _frames_to_batch(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 1, 3, 4).flatten(0, 1)
 
 
-def _batch_to_frames(x: torch.Tensor, b) -> torch.Tensor:
+def _batch_to_frames(x: torch.Tensor, b: int) -> torch.Tensor:
     """'(b t) c h w -> b c t h w' (a view, then a permute)."""
     return x.unflatten(0, (b, -1)).permute(0, 2, 1, 3, 4)
 
@@ -195,7 +196,7 @@ class Resample(nn.Module):
             x = self._downsample_time(x, cache)
         return x
 
-    def _upsample_time(self, x, cache: FeatureCache, b, c, t, h, w) -> torch.Tensor:
+    def _upsample_time(self, x: torch.Tensor, cache: FeatureCache, b, c, t, h, w) -> torch.Tensor:
         """time_conv doubles the channels; they are interleaved into 2x the frames. The first chunk skips it."""
         _check_frames(x, cache.frames)
         previous = cache.entries.get(self.time_conv)
@@ -220,7 +221,7 @@ class Resample(nn.Module):
         cache.frames *= 2
         return x.reshape(b, c, t * 2, h, w)
 
-    def _downsample_time(self, x, cache: FeatureCache) -> torch.Tensor:
+    def _downsample_time(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         """A stride-2 (3, 1, 1) conv over the previous chunk's last frame and this chunk's frames; the first
         chunk is only remembered."""
         _check_frames(x, cache.frames)
@@ -296,8 +297,9 @@ def _run_middle(middle: nn.Sequential, x: torch.Tensor, cache: FeatureCache | No
 
 
 class Encoder3d(nn.Module):
-    def __init__(self, dim=128, z_dim=4, dim_mult=(1, 2, 4, 4), num_res_blocks=2, attn_scales=(),
-                 temperal_downsample=(True, True, False), dropout=0.0):
+    def __init__(self, dim: int = 128, z_dim: int = 4, dim_mult: Sequence[int] = (1, 2, 4, 4),
+                 num_res_blocks: int = 2, attn_scales: Sequence[float] = (),
+                 temperal_downsample: Sequence[bool] = (True, True, False), dropout: float = 0.0):
         super().__init__()
         dims = [dim * u for u in [1, *dim_mult]]
         scale = 1.0
@@ -326,8 +328,9 @@ class Encoder3d(nn.Module):
 
 
 class Decoder3d(nn.Module):
-    def __init__(self, dim=128, z_dim=4, dim_mult=(1, 2, 4, 4), num_res_blocks=2, attn_scales=(),
-                 temperal_upsample=(False, True, True), dropout=0.0):
+    def __init__(self, dim: int = 128, z_dim: int = 4, dim_mult: Sequence[int] = (1, 2, 4, 4),
+                 num_res_blocks: int = 2, attn_scales: Sequence[float] = (),
+                 temperal_upsample: Sequence[bool] = (False, True, True), dropout: float = 0.0):
         super().__init__()
         dims = [dim * u for u in [dim_mult[-1], *dim_mult[::-1]]]
         scale = 1.0 / 2 ** (len(dim_mult) - 2)

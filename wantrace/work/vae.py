@@ -231,7 +231,7 @@ def _run(gm: torch.fx.GraphModule, strict: bool, inputs: tuple) -> tuple[list[No
 
 
 def _replicate(records: list[NodeCost], levels: list[int], chunk_of: list[int], n: int,
-               tail_records: list[NodeCost], tail_levels: list[int]):
+               tail_records: list[NodeCost], tail_levels: list[int]) -> tuple[list[NodeCost], list[int], list[int]]:
     """Records, live bytes and phases of an `n`-chunk run from a 4-chunk trace (phases -1 .. 4) and the tail
     traced alone (its records without the placeholder). Chunk k in 2 .. n-2 is chunk 2 shifted, chunk n-1 is
     chunk 3 shifted: by s = k - template chunks, the accumulated output is s * delta bytes larger, so every
