@@ -26,9 +26,11 @@ def arithmetic(call: OpCall):
 
 @rule(operator.neg, torch.neg, "Tensor.neg", torch.pow, "Tensor.pow", operator.pow, torch.rsqrt,
       "Tensor.rsqrt", torch.sqrt, "Tensor.sqrt", torch.exp, "Tensor.exp", torch.sin, "Tensor.sin", torch.cos,
-      "Tensor.cos", torch.tanh, "Tensor.tanh", torch.sigmoid, "Tensor.sigmoid", family="elementwise")
+      "Tensor.cos", torch.tanh, "Tensor.tanh", torch.sigmoid, "Tensor.sigmoid", torch.clamp, "Tensor.clamp",
+      "Tensor.clamp_", family="elementwise")
 def unary(call: OpCall):
-    """Negation, powers and transcendentals (a MUFU op on the GPU): one per output element."""
+    """Negation, powers, transcendentals (a MUFU op on the GPU) and clamps (the VAE's output, in place or
+    not: the tensor is still read and written): one per output element."""
     return moved(call, 0, FULL_CONSTANTS["elementwise"] * call.out.numel)
 
 

@@ -31,3 +31,19 @@ def copy_unless_view(call: OpCall):
 def concatenate(call: OpCall):
     """cat / stack / pad: every input read once, the result written once."""
     return moved(call)
+
+
+@rule(F.interpolate, family="memory")
+def interpolate(call: OpCall):
+    """Nearest / nearest-exact resampling (the Wan VAE's 2x upsample): each output element is a copy of one
+    input element, so 0 FLOPs; the input read once, the output written once."""
+    mode = call.arg(3, "mode", "nearest")
+    if mode not in ("nearest", "nearest-exact"):
+        raise NotImplementedError(f"interpolate mode {mode!r}")
+    return moved(call)
+
+
+@rule(torch.zeros_like, torch.zeros, family="memory")
+def fill(call: OpCall):
+    """A new tensor filled with a constant: written once, nothing read (the prototype lends only its shape)."""
+    return Cost(0, 0, 0, call.bytes_written)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as F
 
 from .base import METADATA, OpCall, moved, rule
 
@@ -29,3 +30,11 @@ def getitem(call: OpCall):
     if call.aliases_input or not call.outputs or not call.inputs:
         return METADATA  # a view, or picking an item out of a tuple or a shape
     return moved(call)
+
+
+@rule(F.dropout, family="view")
+def dropout(call: OpCall):
+    """Dropout in eval mode returns its input (the Wan VAE keeps nn.Dropout(0.0) in every residual block)."""
+    if call.arg(2, "training", True) and call.arg(1, "p", 0.5):
+        raise NotImplementedError("dropout in training mode")
+    return METADATA if call.aliases_input else moved(call)

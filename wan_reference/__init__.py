@@ -1,4 +1,4 @@
-"""A faithful, meta-traceable reimplementation of the Wan2.1 diffusion transformer (DiT)."""
+"""A faithful, meta-traceable reimplementation of the Wan2.1 diffusion transformer (DiT) and its VAE."""
 
 from .build import build_model, init_random, make_inputs
 from .checkpoint import CheckpointError, check_checkpoint, load_checkpoint, save_checkpoint
@@ -7,6 +7,9 @@ from .geometry import Geometry, GeometryError, geometry
 from .keys import KeyMappingError, from_diffusers, to_diffusers
 from .model import WanModel
 from .precision import POLICIES, PrecisionPolicy, get_policy
+from .vae import WanVAE, build_vae
+from .vae_checkpoint import check_vae_checkpoint, load_vae_checkpoint
+from .vae_config import VAEConfig, load_vae_config
 
 __all__ = [
     "POLICIES",
@@ -16,16 +19,22 @@ __all__ = [
     "GeometryError",
     "KeyMappingError",
     "PrecisionPolicy",
+    "VAEConfig",
     "WanConfig",
     "WanModel",
+    "WanVAE",
     "build_model",
+    "build_vae",
     "check_checkpoint",
+    "check_vae_checkpoint",
     "from_diffusers",
     "geometry",
     "get_policy",
     "init_random",
     "load_checkpoint",
     "load_config",
+    "load_vae_checkpoint",
+    "load_vae_config",
     "make_inputs",
     "save_checkpoint",
     "to_diffusers",

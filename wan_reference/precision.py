@@ -41,6 +41,9 @@ class PrecisionPolicy:
     latents: torch.dtype = torch.float32
     text: torch.dtype = torch.float32
     clip: torch.dtype = torch.float32
+    # dtype the VAE's weights and activations are in: fp32 in every runtime modelled (the official
+    # WanVAE(dtype=torch.float) under autocast(float32); diffusers' Wan pipelines load AutoencoderKLWan in fp32)
+    vae: torch.dtype = torch.float32
 
     def param_dtype_of(self, name: str) -> torch.dtype:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.fp32_params):
