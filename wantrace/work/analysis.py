@@ -16,7 +16,7 @@ from wan_reference.config import read_config
 
 from .. import __version__
 from ..rules import FULL_CONSTANTS
-from .categories import CATEGORIES, category_of
+from .categories import categories_for, category_of
 from .metrics import ZERO, Metrics
 from .report import SCHEMA_VERSION, ModuleRow, Report
 from .trace import ROOT, NodeCost, replicate_blocks, trace_model
@@ -119,7 +119,7 @@ def analyze(
 
 def time_section(records: list[NodeCost], estimate: TimeEstimate) -> dict:
     """The report's `time`: the profile, and GPU kernel time beside the wall time it is part of."""
-    kernel = {c: 0 for c in CATEGORIES}
+    kernel = {c: 0 for c in categories_for(r.family for r in records)}
     for r, k in zip(records, estimate.kernel_ns, strict=True):
         if r.kind == "costed":
             kernel[category_of(r.module, r.family)] += k
@@ -222,6 +222,9 @@ def roll_up(records: list[NodeCost], model: torch.nn.Module, times: Sequence[int
 
 
 def metrics_of(r: NodeCost, time_ns: int | None = None) -> Metrics:
+    if r.family == "communication":
+        return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written, time_ns,
+                       r.cost.comm_sent, r.cost.comm_received)
     return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written, time_ns)
 
 
@@ -242,7 +245,7 @@ def categorize(records: list[NodeCost], weights: list[int] | None = None,
                times: Sequence[int] | None = None) -> dict[str, Metrics]:
     """Category totals; `weights` (from replication_weights) counts each record that many times; `times`, one
     per record, adds predicted time (a metadata node's time, the wait it causes, goes to its module's category)."""
-    totals = {c: ZERO if times is None else Metrics(time_ns=0) for c in CATEGORIES}
+    totals = {c: ZERO if times is None else Metrics(time_ns=0) for c in categories_for(r.family for r in records)}
     for i, r in enumerate(records):
         if r.kind == "metadata" and times is not None and times[i]:
             c = category_of(r.module)
