@@ -18,6 +18,7 @@ from .. import __version__
 from ..rules import FULL_CONSTANTS
 from .categories import categories_for, category_of
 from .metrics import ZERO, Metrics
+from .parallel import Plan, parallel_section, trace_rank
 from .report import SCHEMA_VERSION, ModuleRow, Report
 from .trace import ROOT, NodeCost, replicate_blocks, trace_model
 from .workload import Workload, check, resolve
@@ -53,13 +54,15 @@ def analyze(
     strict: bool = False,
     replicate: bool = True,
     timing: Timing | None = None,
+    parallel: Plan | None = None,
     **overrides,
 ) -> Report:
     """Cost one Wan2.1 generation. `config` is a WanConfig or a config.json path; `workload` a preset name
     (with overrides such as frames=33, cfg=False, precision="wan-official") or a resolved Workload.
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
     full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
-    every module, category and total."""
+    every module, category and total. `parallel` (a multi-GPU plan) costs one rank of it: its sequence-parallel
+    graph with the collectives, per-rank totals, and the `parallel` section (docs/multi-gpu.md)."""
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = check(workload, config)
@@ -69,7 +72,11 @@ def analyze(
 
     traced_layers = min(config.num_layers, 2) if replicate else config.num_layers
     traced_config = dataclasses.replace(config, num_layers=traced_layers)
-    trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
+    if parallel is None:
+        trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
+    else:
+        parallel.check(config, workload.cfg)
+        trace, seq_len = trace_rank(traced_config, policy, geo.latent, workload.batch, parallel.layout(), strict)
     records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
 
     estimate = timing(records) if timing is not None else None
@@ -77,7 +84,14 @@ def analyze(
     full_model = build_model(config, policy)  # parameters of every block, free on meta
     modules = roll_up(records, full_model, ns)
     forward = modules[0].inclusive
-    step = forward.times(workload.forwards_per_step)
+    forwards_per_step = workload.forwards_per_step
+    if parallel is None:
+        step = forward.times(forwards_per_step)
+    else:
+        section = parallel_section(config, policy, parallel, workload, geo, seq_len, records,
+                                   trace.peak_activation_bytes)
+        forwards_per_step = section["forwards_per_step_per_rank"]
+        step = forward.times(forwards_per_step) + section.pop("cfg_exchange")
     params = modules[0].params
     param_bytes = modules[0].param_bytes
     return Report(
@@ -105,8 +119,8 @@ def analyze(
             "forward": forward,
             "step": step,
             "generation": step.times(workload.steps),
-            "forwards_per_step": workload.forwards_per_step,
-            "forwards_per_generation": workload.forwards_per_step * workload.steps,
+            "forwards_per_step": forwards_per_step,
+            "forwards_per_generation": forwards_per_step * workload.steps,
             "params": params,
             "param_bytes": param_bytes,
             "activation_bytes": trace.peak_activation_bytes,
@@ -114,6 +128,7 @@ def analyze(
         ledger=ledger(records),
         traced_blocks=traced_layers,
         time=time_section(records, estimate) if estimate is not None else None,
+        parallel=section if parallel is not None else None,
     )
 
 
