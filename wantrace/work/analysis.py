@@ -72,10 +72,11 @@ def analyze(
 
     traced_layers = min(config.num_layers, 2) if replicate else config.num_layers
     traced_config = dataclasses.replace(config, num_layers=traced_layers)
-    if parallel is None:
-        trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
-    else:
+    if parallel is not None:
         parallel.check(config, workload.cfg)
+    if parallel is None or parallel.sp == 1:  # one GPU per forward: the single-GPU graph
+        trace, seq_len = trace_model(traced_config, policy, geo.latent, workload.batch, strict), geo.tokens
+    else:
         trace, seq_len = trace_rank(traced_config, policy, geo.latent, workload.batch, parallel.layout(), strict)
     records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
 
