@@ -29,8 +29,8 @@ def sdpa(call: OpCall):
 
 @rule("wan.attention_lse", family="attention")
 def attention_lse(call: OpCall):
-    """One ring step's attention, q [B, Sq, n, d] on a KV chunk [B, Sk, n, dv], returning the output and its
-    log-sum-exp (both fp32): FLOPs as `sdpa` (the two products, softmax at 5 per score in `full`); bytes as a
+    """One ring step's attention, q [B, Sq, n, d] on a KV chunk [B, Sk, n, dv], returning the output (q's dtype)
+    and its log-sum-exp (fp32): FLOPs as `sdpa` (the two products, softmax at 5 per score in `full`); bytes as a
     flash-attention forward: Q, K, V read, O and LSE written."""
     q, k, v = call.arg(0, "q"), call.arg(1, "k"), call.arg(2, "v")
     b, sq, n, d = q.shape

@@ -84,17 +84,22 @@ def padded_seq_len(tokens: int, world: int) -> int:
 
 
 def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention of q [B, Sq, n, d] on one KV chunk [B, Sk, n, d], scale 1/sqrt(d), no mask: the output
-    [B, Sq, n, d] and its log-sum-exp [B, Sq, n, 1], both fp32 (a flash-attention forward's `out, lse`)."""
+    """Attention of q [B, Sq, n, d] on one KV chunk [B, Sk, n, d], scale 1/sqrt(d), no mask, as one flash-attention
+    forward: the output [B, Sq, n, d] in q's dtype and its log-sum-exp [B, Sq, n, 1] in fp32 (what yunchang's ring
+    takes from flash_attn_forward). torch's own fused kernels return both: flash (CPU, or CUDA in half precision),
+    memory-efficient attention for fp32 on CUDA."""
+    b, sq, n, _ = q.shape
     if q.is_meta:
-        b, sq, n, _ = q.shape
-        return q.new_empty((b, sq, n, v.shape[-1]), dtype=torch.float32), q.new_empty((b, sq, n, 1),
-                                                                                       dtype=torch.float32)
-    qh, kh, vh = (t.transpose(1, 2).float() for t in (q, k, v))
-    scores = torch.matmul(qh, kh.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-    out = torch.matmul(torch.exp(scores - lse), vh)
-    return out.transpose(1, 2), lse.transpose(1, 2)
+        return q.new_empty((b, sq, n, v.shape[-1])), q.new_empty((b, sq, n, 1), dtype=torch.float32)
+    qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))
+    aten = torch.ops.aten
+    if q.device.type == "cpu":
+        out, lse = aten._scaled_dot_product_flash_attention_for_cpu(qh, kh, vh)[:2]
+    elif q.dtype in (torch.float16, torch.bfloat16):
+        out, lse = aten._scaled_dot_product_flash_attention(qh, kh, vh)[:2]
+    else:
+        out, lse = aten._scaled_dot_product_efficient_attention(qh, kh, vh, None, True)[:2]
+    return out.transpose(1, 2), lse[..., :sq].transpose(1, 2).unsqueeze(-1).float()
 
 
 attention_lse.op_name = "wan.attention_lse"  # type: ignore[attr-defined]
@@ -106,13 +111,14 @@ def ring_attention(q, k, v, layout: Layout) -> torch.Tensor:
     the next rank; partial outputs merge by their log-sum-exp (online softmax). Returns fp32 [B, Sq, n, d]."""
     size = layout.ring
     out, lse = attention_lse(q, k, v)
+    out = out.float()
     for _ in range(size - 1):
         k = ring_pass(k, size, "ring")
         v = ring_pass(v, size, "ring")
         block_out, block_lse = attention_lse(q, k, v)
         with scope(out, "ring_merge"):
             new_lse = torch.logaddexp(lse, block_lse)
-            out = out * torch.exp(lse - new_lse) + block_out * torch.exp(block_lse - new_lse)
+            out = out * torch.exp(lse - new_lse) + block_out.float() * torch.exp(block_lse - new_lse)
             lse = new_lse
     return out
 
