@@ -132,7 +132,8 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
       --offload-model nor --t5-cpu (offload moves it back to the CPU after encoding); --t5-fsdp holds a shard.
     * activations: the traced rank's peak (one forward; they are freed between forwards).
     The peak is the larger of the encoding phase (weights + T5) and the sampling phase (weights + FSDP copies +
-    resident T5 + activations). The VAE decode (rank 0, after sampling) is not modelled here."""
+    resident T5 + activations). The VAE decode (rank 0, after sampling) is not modelled here; what stays resident
+    on the GPU while it runs is (`resident_at_decode`: --offload-model moves the DiT to the CPU first)."""
     world = plan.world
     model = build_model(config, policy)
     units = _fsdp_units(model)
@@ -163,6 +164,7 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
         "encode_phase": encode,
         "sampling_phase": sampling,
         "peak": max(encode, sampling),
+        "resident_at_decode": (0 if plan.offload else dit) + t5_sampling,
         "not_modelled": "VAE weights and decode (rank 0 after sampling), CUDA context, allocator fragmentation",
     }
 
