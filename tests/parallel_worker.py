@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.distributed
 
 from wan_reference import build_model, collectives, load_config, make_inputs
 from wan_reference.parallel import Layout, init_groups, parallelize
@@ -20,11 +21,16 @@ CASES = {
     "ring2-padded": ("wan2.1-tiny-t2v", (1, 6, 6), 1, 2),  # 9 tokens -> seq_len 10
     "ulysses2-i2v": ("wan2.1-tiny-i2v", (2, 4, 4), 2, 1),
 }
+WORLD4_CASES = {  # 4 processes: opt-in (WANTRACE_WORLD4=1), about 50 s on a shared 2-core machine
+    "ulysses2-ring2": ("wan2.1-tiny-t2v", (2, 4, 6), 2, 2),
+    "ulysses4": ("wan2.1-tiny-t2v", (2, 4, 6), 4, 1),
+    "ring4-padded": ("wan2.1-tiny-t2v", (1, 6, 6), 1, 4),  # 9 tokens -> seq_len 12
+}
 CALIBRATION_SIZES = (4096, 65536)
 
 
 def run_case(models: Path, name: str, rank: int) -> dict:
-    config_name, latent, ulysses, ring = CASES[name]
+    config_name, latent, ulysses, ring = {**CASES, **WORLD4_CASES}[name]
     config = load_config(models / config_name / "config.json")
     model = build_model(config, "fp32", device="cpu", seed=0)
     inputs = make_inputs(config, latent, "fp32", device="cpu", seed=1)
@@ -75,3 +81,15 @@ def main(rank: int, world: int, port: int, models: str, out_dir: str) -> None:
     except SystemExit as exc:
         result["verify_exit"] = exc.code
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def main_world4(rank: int, world: int, port: int, models: str, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    from wantrace.measure.collectives import init_distributed
+
+    init_distributed("cpu")
+    result = {name: run_case(Path(models), name, rank) for name in WORLD4_CASES}
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    torch.distributed.destroy_process_group()

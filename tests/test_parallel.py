@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 from collections import Counter
 from pathlib import Path
@@ -25,7 +26,9 @@ from wantrace.measure.verify_parallel import verify_parallel
 from wantrace.timing.predictor import Predictor, link_bandwidth
 from wantrace.timing.series import Series
 from wantrace.work.analysis import analyze
+from wantrace.work.metrics import Metrics
 from wantrace.work.parallel import Plan, communication, memory_plan, t5_params, trace_rank
+from wantrace.work.report import ModuleRow
 
 TINY = MODELS / "wan2.1-tiny-t2v" / "config.json"
 
@@ -45,7 +48,7 @@ def gloo_results(tmp_path_factory) -> list[dict]:
 
 
 def _analytic(name: str, rank: int) -> Counter:
-    config_name, latent, ulysses, ring = parallel_worker.CASES[name]
+    config_name, latent, ulysses, ring = {**parallel_worker.CASES, **parallel_worker.WORLD4_CASES}[name]
     trace, _ = trace_rank(config_of(config_name), get_policy("fp32"), latent, 1, Layout(ulysses, ring, rank))
     return Counter({(op, key): v[key] for op, v in communication(trace.records).items() for key in ("calls", "sent",
                                                                                                      "received")})
@@ -87,6 +90,20 @@ def test_calibrated_collective_points_are_bytes_sent(gloo_results):
 def test_layout_larger_than_the_world_is_refused(gloo_results):
     assert gloo_results[0]["mismatch"] == ("--ulysses 2 x --ring 2 = 4, but torchrun started 2 processes; they "
                                            "must be equal")
+
+
+@pytest.mark.skipif(not os.environ.get("WANTRACE_WORLD4"), reason="4 gloo processes: set WANTRACE_WORLD4=1")
+def test_world_of_four(tmp_path):
+    """Ulysses 2 x ring 2, Ulysses 4 and a padded ring 4 on 4 processes (opt-in: slow on 2 cores)."""
+    mp.spawn(parallel_worker.main_world4, args=(4, _port(), str(MODELS), str(tmp_path)), nprocs=4)
+    for r in range(4):
+        result = json.loads((tmp_path / f"rank{r}.json").read_text())
+        for name, case in result.items():
+            assert case["rel_vs_one_process"] <= 1e-5
+            counted: Counter = Counter()
+            for op, sent, received in case["sent"]:
+                counted.update({(op, "calls"): 1, (op, "sent"): sent, (op, "received"): received})
+            assert counted == _analytic(name, r)
 
 
 def test_collectives_are_graph_nodes_with_the_rank_shapes():
@@ -204,3 +221,23 @@ def test_verify_command_under_gloo(gloo_results, tmp_path_factory):
         assert rank["communication_counted"]["all_to_all"]["calls"] == 8  # q, k, v, out x 2 blocks
     assert doc["output"]["max_rel_diff"] <= 1e-5
     assert doc["layout"] == {"ulysses": 2, "ring": 1, "world": 2, "backend": "gloo"}
+
+
+def test_rank_report_rolls_up_exactly_and_replicates():
+    plan = Plan(ulysses=2, ring=2)
+    config = dataclasses.replace(config_of("wan2.1-tiny-t2v"), num_layers=5)
+    report = analyze(config, "ci-tiny", parallel=plan)
+    full = analyze(config, "ci-tiny", parallel=plan, replicate=False)
+    a, b = report.to_dict(), full.to_dict()
+    assert a.pop("trace")["traced_blocks"] == 2 and b.pop("trace")["traced_blocks"] == 5
+    assert a == b
+    rows = {row.id: row for row in report.modules}
+    for row in report.modules:
+        assert row.inclusive == sum((rows[c].inclusive for c in row.children), row.exclusive)
+    assert sum(report.categories.values(), Metrics()) == report.forward
+    assert report.forward.comm_sent == sum(c["sent"] for c in report.parallel["communication_per_forward"].values())
+    assert rows["blocks.3.self_attn.attention"].inclusive.comm_sent > 0 and rows["blocks.3.ffn"].inclusive.comm_sent \
+        is None
+    assert report.ledger["unknown"] == []
+    doc = json.loads(report.to_json())
+    assert [ModuleRow.from_dict(m) for m in doc["modules"]] == report.modules  # comm survives the round trip
