@@ -241,3 +241,20 @@ def test_rank_report_rolls_up_exactly_and_replicates():
     assert report.ledger["unknown"] == []
     doc = json.loads(report.to_json())
     assert [ModuleRow.from_dict(m) for m in doc["modules"]] == report.modules  # comm survives the round trip
+
+
+def test_scaling_table_reads_cuda_verify_files(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scaling_table", MODELS.parent / "scripts" / "scaling_table.py")
+    assert spec is not None and spec.loader is not None
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    cpu = json.loads((MODELS.parent / "docs" / "verification" / "multi-gpu" / "cpu-tiny-t2v-ulysses2.json").read_text())
+    assert cpu["kind"] == "verify-parallel" and cpu["passed"]
+    gpu = {**cpu, "device": {"type": "cuda", "name": "NVIDIA H200"}, "workload": {"id": "t2v-720p"},
+           "layout": {"ulysses": 4, "ring": 1}, "forward_ms_slowest_rank": 3300.0}
+    (tmp_path / "cpu.json").write_text(json.dumps(cpu))
+    (tmp_path / "h200.json").write_text(json.dumps(gpu))
+    assert table.measured(tmp_path) == {("NVIDIA H200", "t2v-720p", 4, 1): 3300.0}  # CPU runs are not timings
+    assert table.single_measured("t2v-720p")["NVIDIA H200"] == 12518.583523  # docs/verification/time
