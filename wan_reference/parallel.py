@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.fx
@@ -184,7 +185,8 @@ class WanModelUSP(WanModel):
             freqs = torch.cat([freqs, freqs.new_ones(seq_len - f * h * w, 1, freqs.shape[2])], dim=0)
             freqs = freqs.narrow(0, rank * chunk, chunk)
 
-        e = self.time_embedding(sinusoidal_embedding(t, self.time_freqs))
+        time_freqs = cast(torch.Tensor, self.time_freqs)  # a buffer
+        e = self.time_embedding(sinusoidal_embedding(t, time_freqs))
         with scope(e, "time_cast"):
             e = self.stream(e)
         e0 = self.time_projection(e).unflatten(1, (6, cfg.dim))
@@ -211,10 +213,11 @@ def parallelize(model: WanModel, layout: Layout) -> WanModel:
     registered separately (`init_groups`), so a meta model needs none."""
     layout.check(model.config.num_heads)
     model.__class__ = WanModelUSP
-    model.layout = layout  # type: ignore[attr-defined]
-    for block in model.blocks:
-        block.self_attn.__class__ = WanSelfAttentionUSP
-        block.self_attn.layout = layout
+    cast(WanModelUSP, model).layout = layout
+    for block in model.blocks.children():
+        attn = cast(WanSelfAttentionUSP, block.get_submodule("self_attn"))
+        attn.__class__ = WanSelfAttentionUSP
+        attn.layout = layout
     return model
 
 

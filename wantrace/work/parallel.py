@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 import torch
 
-from wan_reference import WanConfig, build_model, make_inputs
+from wan_reference import Geometry, WanConfig, build_model, make_inputs
 from wan_reference.parallel import Layout, LayoutError, padded_seq_len, parallelize
 from wan_reference.precision import PrecisionPolicy
 
 from .metrics import ZERO, Metrics
 from .trace import CostInterpreter, NodeCost, Trace, WanTracer
+from .workload import Workload
 
 T5_UMT5_XXL = {  # wan/modules/t5.py umt5_xxl(), encoder only (T5EncoderModel), bf16 (wan_shared_cfg.t5_dtype)
     "vocab_size": 256384, "dim": 4096, "dim_attn": 4096, "dim_ffn": 10240, "num_heads": 64, "encoder_layers": 24,
@@ -82,7 +83,7 @@ class Plan:
                 "t5_cpu": self.t5_cpu}
 
 
-def trace_rank(config: WanConfig, policy: PrecisionPolicy, latent, batch: int, layout: Layout,
+def trace_rank(config: WanConfig, policy: PrecisionPolicy, latent: tuple[int, int, int], batch: int, layout: Layout,
                strict: bool = False) -> tuple[Trace, int]:
     """Rank `layout.rank`'s forward, FX-traced on meta with the collectives as nodes, and every node costed.
     Returns the trace and the padded sequence length. The graph depends on the geometry (the padding), so it is
@@ -108,7 +109,7 @@ def trace_rank(config: WanConfig, policy: PrecisionPolicy, latent, batch: int, l
 def _fsdp_units(model: torch.nn.Module) -> list[tuple[int, int]]:
     """(numel, bytes) of each FSDP unit as wan/distributed/fsdp.py wraps the DiT: the root with everything but the
     blocks, then one unit per block (lambda_auto_wrap_policy on model.blocks)."""
-    blocks = list(model.blocks)  # type: ignore[attr-defined]
+    blocks = list(model.get_submodule("blocks").children())
     units = [(sum(p.numel() for p in b.parameters()), sum(p.numel() * p.element_size() for p in b.parameters()))
              for b in blocks]
     numel = sum(p.numel() for p in model.parameters()) - sum(n for n, _ in units)
@@ -181,8 +182,8 @@ def communication(records: list[NodeCost]) -> dict[str, dict[str, int]]:
     return out
 
 
-def parallel_section(config: WanConfig, policy: PrecisionPolicy, plan: Plan, workload, geo, seq_len: int,
-                     records: list[NodeCost], activation_bytes: int) -> dict:
+def parallel_section(config: WanConfig, policy: PrecisionPolicy, plan: Plan, workload: Workload, geo: Geometry,
+                     seq_len: int, records: list[NodeCost], activation_bytes: int) -> dict:
     """The report's `parallel` section, and under `cfg_exchange` the metrics a step adds with --cfg-parallel: the
     two CFG groups swap their noise predictions (the forward's output) once per step."""
     out_bytes = records[-1].output_bytes  # the graph's output node: the whole prediction, on every rank
