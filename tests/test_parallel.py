@@ -203,10 +203,13 @@ def test_impossible_layouts_are_one_line_exit_2(args, message):
     assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_verify_parallel_needs_torchrun(monkeypatch):
+def test_verify_parallel_needs_torchrun(monkeypatch, tmp_path):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(VerifyError, match="need torchrun"):
         verify_parallel(TINY, ulysses=2)
+    result = CliRunner().invoke(main, ["verify", "--device", "cpu", "--config", str(TINY), "--ring", "2", "--out",
+                                       str(tmp_path)])
+    assert result.exit_code == 2 and "need torchrun" in result.output and len(result.output.splitlines()) == 1
 
 
 def test_verify_command_under_gloo(gloo_results, tmp_path_factory):
