@@ -4,7 +4,7 @@ two conventions (`torch`, as FlopCounterMode counts; `full`, every op with the c
 `FULL_CONSTANTS`) and bytes read and written by an unfused eager kernel. They import neither the model
 (`wan_reference`) nor the machinery (`wantrace`); docs/conventions.md documents every constant."""
 
-from . import activations, attention, conv, elementwise, matmul, memory, norms, views  # noqa: F401  (register)
+from . import activations, attention, communication, conv, elementwise, matmul, memory, norms, views  # noqa: F401
 from .base import FULL_CONSTANTS, METADATA, RULES, Cost, Gemm, OpCall, Rule, TensorSpec, lookup, rule
 
 __all__ = ["FULL_CONSTANTS", "METADATA", "RULES", "Cost", "Gemm", "OpCall", "Rule", "TensorSpec", "lookup", "rule"]

@@ -25,3 +25,17 @@ def sdpa(call: OpCall):
     torch_flops = sum(g.flops for g in gemms)
     full = torch_flops + FULL_CONSTANTS["softmax_per_score"] * heads * sq * sk
     return Cost(torch_flops, full, q.nbytes + k.nbytes + v.nbytes, call.bytes_written, gemms=gemms)
+
+
+@rule("wan.attention_lse", family="attention")
+def attention_lse(call: OpCall):
+    """One ring step's attention, q [B, Sq, n, d] on a KV chunk [B, Sk, n, dv], returning the output (q's dtype)
+    and its log-sum-exp (fp32): FLOPs as `sdpa` (the two products, softmax at 5 per score in `full`); bytes as a
+    flash-attention forward: Q, K, V read, O and LSE written."""
+    q, k, v = call.arg(0, "q"), call.arg(1, "k"), call.arg(2, "v")
+    b, sq, n, d = q.shape
+    sk, dv = k.shape[1], v.shape[-1]
+    gemms = (Gemm(b * n, sq, sk, d), Gemm(b * n, sq, dv, sk))
+    torch_flops = sum(g.flops for g in gemms)
+    full = torch_flops + FULL_CONSTANTS["softmax_per_score"] * b * n * sq * sk
+    return Cost(torch_flops, full, q.nbytes + k.nbytes + v.nbytes, call.bytes_written, gemms=gemms)

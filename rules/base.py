@@ -118,6 +118,8 @@ class Cost:
     bytes_written: int = 0
     metadata: bool = False  # a zero-cost metadata op (view, no-op cast, getattr): goes to the ledger
     gemms: tuple[Gemm, ...] = ()  # matrix products (matmul, conv, attention); their FLOPs are flops_torch
+    comm_sent: int = 0  # a collective: bytes this rank sends to other ranks (rules/communication.py)
+    comm_received: int = 0  # ... and receives from them
 
     @property
     def bytes(self) -> int:
@@ -169,6 +171,10 @@ def lookup(kind: str, target) -> Rule | None:
     """The rule for an FX node (`kind` is its op: call_function or call_method)."""
     key = f"Tensor.{target}" if kind == "call_method" else target
     try:
-        return RULES.get(key)
+        found = RULES.get(key)
     except TypeError:  # unhashable target
         return None
+    # a function that names its op (`fn.op_name`, e.g. the model's collectives, which the rule book may not
+    # import) is looked up by that name
+    name = getattr(target, "op_name", None)
+    return found if found is not None or not isinstance(name, str) else RULES.get(name)

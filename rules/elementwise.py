@@ -44,3 +44,12 @@ def outer(call: OpCall):
 def reduction(call: OpCall):
     """sum / mean over some dims: one add per input element."""
     return moved(call, 0, FULL_CONSTANTS["reduction"] * call.args[0].numel)
+
+
+LOGADDEXP = 4  # max, subtract, exp, log1p per element: the stable formula torch's kernel evaluates
+
+
+@rule(torch.logaddexp, "Tensor.logaddexp", family="elementwise")
+def logaddexp(call: OpCall):
+    """log(exp(a) + exp(b)) (ring attention's merge of log-sum-exps): 4 per output element in `full`."""
+    return moved(call, 0, LOGADDEXP * call.out.numel)

@@ -43,7 +43,8 @@ def interpolate(call: OpCall):
     return moved(call)
 
 
-@rule(torch.zeros_like, torch.zeros, family="memory")
+@rule(torch.zeros_like, torch.zeros, "Tensor.new_zeros", "Tensor.new_ones", family="memory")
 def fill(call: OpCall):
-    """A new tensor filled with a constant: written once, nothing read (the prototype lends only its shape)."""
+    """A new tensor filled with a constant (the VAE's cache, the sequence-parallel padding): written once, nothing
+    read (the prototype lends only its shape)."""
     return Cost(0, 0, 0, call.bytes_written)

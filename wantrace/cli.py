@@ -21,12 +21,13 @@ from .measure.device import VerifyError
 from .timing.profile import ProfileError
 from .work.compare import CompareError
 from .work.inventory import inventory_from_file
+from .work.parallel import PlanError
 from .work.sweep import SweepError
 from .work.trace import UnknownOpError
 from .work.workload import PRESETS, WorkloadError
 
 USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
-               CompareError, SweepError, ProfileError, FileNotFoundError)
+               CompareError, SweepError, ProfileError, PlanError, FileNotFoundError)
 
 
 def one_line_errors(fn):
@@ -168,9 +169,20 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
 @click.option("--gpu", default=None, metavar="NAME|PATH",
               help="Also predict time on this GPU: a profile in hardware/ (h200, h100-sxm, a100-80gb-sxm, l40s, "
                    "rtx-4090, b200) or a profile JSON's path.")
+@click.option("--ulysses", type=int, default=1, show_default=True,
+              help="Multi-GPU: Ulysses degree (official --ulysses_size); must divide the heads.")
+@click.option("--ring", type=int, default=1, show_default=True, help="Multi-GPU: ring degree (official --ring_size).")
+@click.option("--cfg-parallel", is_flag=True, help="Multi-GPU: the two CFG forwards on two halves of the GPUs.")
+@click.option("--gpus", type=int, default=None, help="Multi-GPU: the GPU count, checked against the layout.")
+@click.option("--dit-fsdp", is_flag=True, help="Memory: the DiT sharded with FSDP (official --dit_fsdp).")
+@click.option("--t5-fsdp", is_flag=True, help="Memory: the T5 sharded with FSDP (official --t5_fsdp).")
+@click.option("--offload-model/--no-offload-model", default=None,
+              help="Memory: official --offload_model [default: on for one GPU, off for several].")
+@click.option("--t5-cpu", is_flag=True, help="Memory: the T5 on the CPU (official --t5_cpu).")
 @one_line_errors
 def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
-            expand_blocks, by_module, strict, full_trace, gpu):
+            expand_blocks, by_module, strict, full_trace, gpu, ulysses, ring, cfg_parallel, gpus, dit_fsdp, t5_fsdp,
+            offload_model, t5_cpu):
     """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module, and with
     --gpu the predicted time."""
     from .views.render import print_tree, summary_markdown
@@ -184,22 +196,53 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
         timing = Predictor(gpu)
     overrides = dict(frames=frames, height=height, width=width, steps=steps, cfg=cfg, batch=batch,
                      precision=precision)
-    report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, timing=timing, **overrides)
+    plan, multi = multi_gpu_plan(ulysses, ring, cfg_parallel, gpus, dit_fsdp, t5_fsdp, offload_model, t5_cpu)
+    report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, timing=timing,
+                          parallel=plan, **overrides)
     command = " ".join(["wantrace analyze", f"--config {config_path}", f"--workload {workload}"] + [
         (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k} {v}"
         for k, v in overrides.items() if v is not None
-    ] + (["--hotspots-by-module"] if by_module else []) + ([f"--gpu {gpu}"] if gpu else []))
+    ] + (["--hotspots-by-module"] if by_module else []) + ([f"--gpu {gpu}"] if gpu else []) + multi)
     if fmt == "json":
         click.echo(report.to_json(), nl=False)
         if out_dir is None:
             return
     out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), report.workload["id"])
     write_atomic(out / "report.json", report.to_json())
-    write_atomic(out / "summary.md", summary_markdown(report, command, by_module))
+    lines: list[str] = []
+    if plan is not None:
+        from .views.parallel import parallel_lines
+
+        profile = timing.profile if timing is not None else None
+        lines = parallel_lines(report, profile.figure("memory_bytes") if profile else None,
+                               profile.doc["gpu"] if profile else None)
+    summary = summary_markdown(report, command, by_module)
+    write_atomic(out / "summary.md", summary + ("\n" + "\n".join(lines) + "\n" if lines else ""))
     if fmt == "table":
         console = Console()
         print_tree(report, console, depth=depth, expand_blocks=expand_blocks, by_module=by_module)
+        if lines:
+            from rich.markdown import Markdown
+
+            console.print(Markdown("\n".join(lines)))
         console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
+
+
+def multi_gpu_plan(ulysses, ring, cfg_parallel, gpus, dit_fsdp, t5_fsdp, offload_model, t5_cpu):
+    """The multi-GPU plan analyze's flags describe (None when none is given) and those flags as a command line."""
+    from .work.parallel import Plan
+
+    offload = [] if offload_model is None else ["--offload-model" if offload_model else "--no-offload-model"]
+    flags = [f"--ulysses {ulysses}"] * (ulysses != 1) + [f"--ring {ring}"] * (ring != 1) + \
+        ["--cfg-parallel"] * cfg_parallel + [f"--gpus {gpus}"] * (gpus is not None) + ["--dit-fsdp"] * dit_fsdp + \
+        ["--t5-fsdp"] * t5_fsdp + offload + ["--t5-cpu"] * t5_cpu
+    if not flags:
+        return None, []
+    plan = Plan(ulysses, ring, cfg_parallel, dit_fsdp, t5_fsdp, offload_model, t5_cpu)
+    if gpus is not None and gpus != plan.world:
+        raise PlanError(f"--gpus {gpus}: the layout needs ulysses x ring{' x 2 (CFG)' if cfg_parallel else ''} = "
+                        f"{plan.world} GPUs")
+    return plan, flags
 
 
 @contextlib.contextmanager
@@ -254,14 +297,27 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
               help="How ncu gets its passes: re-run the whole forward once per pass, or replay each kernel in "
                    "place (saving and restoring device memory around it: slow when the model holds tens of GB).")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed forwards; the fastest is kept.")
+@click.option("--ulysses", type=int, default=1, show_default=True,
+              help="Multi-GPU (under torchrun, ulysses x ring processes): Ulysses degree.")
+@click.option("--ring", type=int, default=1, show_default=True, help="Multi-GPU (under torchrun): ring degree.")
+@click.option("--output-tolerance", type=float, default=None,
+              help="Multi-GPU: largest relative difference of the output from one process's [default: 1e-5 in "
+                   "fp32, 3e-2 otherwise].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
 @one_line_errors
 def verify(device, config_path, workload, precision, frames, height, width, batch, tolerance, gpu, time_tolerance,
-           host_overheads, blocks, counters, counter_metrics, counter_replay, repeats, out_dir):
-    """Run the same model for real and check the analytic counts module by module."""
+           host_overheads, blocks, counters, counter_metrics, counter_replay, repeats, ulysses, ring, output_tolerance,
+           out_dir):
+    """Run the same model for real and check the analytic counts module by module (with --ulysses/--ring, one
+    rank of the sequence-parallel forward, under torchrun)."""
     from .measure.verify import verify as run_verify
     from .views.verify import print_result
     from .work.report import write_atomic
+
+    if ulysses * ring > 1 or ulysses < 1 or ring < 1:
+        verify_multi(device, config_path, workload, precision, frames, height, width, batch, gpu, time_tolerance,
+                     repeats, ulysses, ring, output_tolerance, out_dir, blocks, counters)
+        return
 
     console = Console(stderr=True)
     with _progress(console, "verify") as progress:
@@ -276,6 +332,29 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
     print_result(result, Console())
     Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
     if not result.passed:
+        sys.exit(1)
+
+
+def verify_multi(device, config_path, workload, precision, frames, height, width, batch, gpu, time_tolerance,
+                 repeats, ulysses, ring, output_tolerance, out_dir, blocks, counters) -> None:
+    """verify --ulysses/--ring: every rank checks itself; rank 0 writes verify.json and prints."""
+    import torch.distributed as dist
+
+    from .measure.verify_parallel import summary_lines, verify_parallel
+    from .work.report import write_atomic
+
+    if blocks is not None or counters:
+        raise VerifyError("--blocks and --counters are single-GPU options; drop them with --ulysses/--ring")
+    doc = verify_parallel(config_path, workload, device=device, ulysses=ulysses, ring=ring, precision=precision,
+                          gpu=gpu, time_tolerance=time_tolerance, output_tolerance=output_tolerance, repeats=repeats,
+                          frames=frames, height=height, width=width, batch=batch)
+    if dist.get_rank() == 0:
+        write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")
+        click.echo("\n".join(summary_lines(doc)))
+        click.echo(f"wrote {Path(out_dir) / 'verify.json'}")
+    dist.barrier()
+    dist.destroy_process_group()
+    if not doc["passed"]:
         sys.exit(1)
 
 
@@ -397,14 +476,22 @@ def print_sweep(result, console: Console) -> None:
               help="Folder of config folders whose GEMM and attention shapes are calibrated [default: models/ of "
                    "this checkout].")
 @click.option("--quick", is_flag=True, help="Every 7th benchmark only: a smoke test of the machinery, not a profile.")
+@click.option("--collectives", is_flag=True,
+              help="Instead: time the sequence-parallel collectives over sizes (under torchrun, one process per GPU) "
+                   "and write them into the existing profile at --out as its collectives section.")
+@click.option("--sizes", "sizes_text", default=None, help="With --collectives: bytes per rank, comma-separated.")
 @one_line_errors
-def calibrate(device, out_path, models_dir, quick):
+def calibrate(device, out_path, models_dir, quick, collectives, sizes_text):
     """Measure GEMM, attention, memory-bound kernels and per-op CPU overhead on this GPU, for the time predictor."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .measure.calibrate import calibrate as run_calibrate
     from .measure.calibrate import check_cuda
     from .work.report import write_atomic
+
+    if collectives:
+        calibrate_collectives(device, Path(out_path), sizes_text)
+        return
 
     check_cuda(device)
     err = Console(stderr=True)
@@ -426,6 +513,28 @@ def calibrate(device, out_path, models_dir, quick):
                     f"{sum(len(v) for s in cal['memory'].values() for v in s.values())} memory-bound points in "
                     f"{cal['seconds']} s; best bf16 GEMM {eff['tensor']:.0%}, attention {eff['attention']:.0%} of "
                     f"the spec's tensor rate, bandwidth {eff['bandwidth']:.0%} of spec; wrote {out_path}")
+
+
+def calibrate_collectives(device: str, out_path: Path, sizes_text: str | None) -> None:
+    import torch.distributed as dist
+
+    from .measure.collectives import SIZES, init_distributed, measure
+    from .timing.profile import load_profile
+    from .work.report import write_atomic
+    from .work.sweep import parse_ints
+
+    profile = load_profile(out_path)  # an existing, valid profile: its section is replaced, the rest kept
+    sizes = parse_ints(sizes_text, "--sizes") if sizes_text is not None else list(SIZES)
+    dev = init_distributed(device)
+    section = measure(dev, sizes)
+    if dist.get_rank() == 0:
+        write_atomic(out_path, json.dumps({**profile.doc, "collectives": section}, indent=1) + "\n")
+        for op, points in section["ops"].items():
+            gbps = points[-1][0] / points[-1][1]
+            click.echo(f"{op}: {len(points)} sizes, {gbps:.2f} GB/s sent per rank at {points[-1][0]:,} bytes")
+        click.echo(f"wrote the collectives section of {out_path}")
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:

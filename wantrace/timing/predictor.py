@@ -100,6 +100,8 @@ class Predictor:
             return sum(self._gemm(g, dtype, r) for g in r.cost.gemms)
         if cls == "sdpa" and r.cost.gemms:
             return self._sdpa(r.cost.gemms, dtype)
+        if r.family == "communication":
+            return self._collective(r)
         return self._memory(cls, dtype, r.cost.bytes, r.layout)
 
     def _gemm(self, g: Gemm, dtype: str, r: NodeCost) -> float:
@@ -118,6 +120,16 @@ class Predictor:
         if candidates:
             return curves[min(candidates)[1]](flops)
         return self._roofline(flops, 0, dtype, "attention", "sdpa")
+
+    def _collective(self, r: NodeCost) -> float:
+        """A collective on this GPU's link: the calibrated curve of its op over the bytes a rank sends
+        (`wantrace calibrate --collectives`), else the spec's one-direction link bandwidth (NVLink, or PCIe for a
+        GPU without NVLink), uncalibrated."""
+        moved = max(r.cost.comm_sent, r.cost.comm_received, 1)
+        curve = collective_curves(self.profile).get(r.name)
+        if curve is not None:
+            return curve(moved)
+        return moved / link_bandwidth(self.profile)[0]
 
     def _memory(self, cls: str, dtype: str, moved: int, layout: str = "") -> float:
         curves = self.memory.get(dtype, {})
@@ -199,7 +211,17 @@ class Predictor:
             i = j
         if clock["cpu"] > clock["gpu"] and last_kernel is not None:  # the forward returns after the CPU's last op
             ns[last_kernel] += clock["cpu"] - clock["gpu"]
-        return Estimate(ns, kernel, self.describe())
+        info = self.describe()
+        if any(r.family == "communication" for r in records):
+            info["collectives"] = self.describe_collectives()
+        return Estimate(ns, kernel, info)
+
+    def describe_collectives(self) -> str:
+        if collective_curves(self.profile):
+            return (f"measured on {self.profile.name} (calibrate --collectives); ops without a curve: the spec "
+                    "link bandwidth")
+        return (f"uncalibrated: bytes sent / the spec's {link_bandwidth(self.profile)[1]} bandwidth in one direction "
+                "(half the bidirectional figure), no latency, no overlap with compute")
 
     def describe(self) -> dict:
         info = self.profile.describe()
@@ -208,3 +230,17 @@ class Predictor:
             info["uncalibrated"] = (f"spec figures of {self.profile.name} with the efficiencies, overheads and "
                                     f"kernel floors calibrated on {self.reference.name}")
         return info
+
+
+def link_bandwidth(profile: Profile) -> tuple[float, str]:
+    """Bytes per ns one GPU sends in one direction by the spec: NVLink, or PCIe without NVLink."""
+    nvlink = profile.figure("nvlink_bandwidth")
+    if nvlink > 0:
+        return nvlink / 2 / 1e9, "NVLink"
+    return profile.figure("pcie_bandwidth") / 1e9, "PCIe"
+
+
+def collective_curves(profile: Profile) -> dict[str, Series]:
+    """The profile's optional `collectives` section: op -> time over bytes a rank sends."""
+    section = profile.doc.get("collectives") or {}
+    return {op: Series(points) for op, points in section.get("ops", {}).items()}

@@ -106,6 +106,14 @@ def check(doc, where: str) -> None:
             need(isinstance(entry.get("source"), str) and bool(entry["source"]), f"{label}.source", "missing")
     need("bfloat16" in spec["tensor_flops"], "spec.tensor_flops.bfloat16", "missing")
     need("calibrated" in doc, "calibrated", "missing (null for a spec-only profile)")
+    section = doc.get("collectives")  # optional: wantrace calibrate --collectives
+    if section is not None:
+        need(isinstance(section, dict) and isinstance(section.get("ops"), dict), "collectives.ops",
+             "must be an object of op -> [[bytes sent, ns], ...]")
+        for op, points in section["ops"].items():
+            need(isinstance(points, list) and len(points) > 0 and all(
+                isinstance(p, list) and len(p) == 2 and all(_number(v) and v > 0 for v in p) for p in points),
+                f"collectives.ops.{op}", "must be a non-empty list of [bytes > 0, ns > 0]")
     cal = doc["calibrated"]
     if cal is None:
         return

@@ -16,8 +16,9 @@ from wan_reference.config import read_config
 
 from .. import __version__
 from ..rules import FULL_CONSTANTS
-from .categories import CATEGORIES, category_of
+from .categories import categories_for, category_of
 from .metrics import ZERO, Metrics
+from .parallel import Plan, parallel_section, trace_rank
 from .report import SCHEMA_VERSION, ModuleRow, Report
 from .trace import ROOT, NodeCost, replicate_blocks, trace_model
 from .workload import Workload, check, resolve
@@ -61,13 +62,15 @@ def analyze(
     strict: bool = False,
     replicate: bool = True,
     timing: Timing | None = None,
+    parallel: Plan | None = None,
     **overrides,
 ) -> Report:
     """Cost one Wan2.1 generation. `config` is a WanConfig or a config.json path; `workload` a preset name
     (with overrides such as frames=33, cfg=False, precision="wan-official") or a resolved Workload.
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
     full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
-    every module, category and total."""
+    every module, category and total. `parallel` (a multi-GPU plan) costs one rank of it: its sequence-parallel
+    graph with the collectives, per-rank totals, and the `parallel` section (docs/multi-gpu.md)."""
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = check(workload, config)
@@ -77,7 +80,12 @@ def analyze(
 
     traced_layers = min(config.num_layers, 2) if replicate else config.num_layers
     traced_config = dataclasses.replace(config, num_layers=traced_layers)
-    trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
+    if parallel is not None:
+        parallel.check(config, workload.cfg)
+    if parallel is None or parallel.sp == 1:  # one GPU per forward: the single-GPU graph
+        trace, seq_len = trace_model(traced_config, policy, geo.latent, workload.batch, strict), geo.tokens
+    else:
+        trace, seq_len = trace_rank(traced_config, policy, geo.latent, workload.batch, parallel.layout(), strict)
     records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
 
     estimate = timing(records) if timing is not None else None
@@ -85,7 +93,14 @@ def analyze(
     full_model = build_model(config, policy)  # parameters of every block, free on meta
     modules = roll_up(records, full_model, ns)
     forward = modules[0].inclusive
-    step = forward.times(workload.forwards_per_step)
+    forwards_per_step = workload.forwards_per_step
+    if parallel is None:
+        step = forward.times(forwards_per_step)
+    else:
+        section = parallel_section(config, policy, parallel, workload, geo, seq_len, records,
+                                   trace.peak_activation_bytes)
+        forwards_per_step = section["forwards_per_step_per_rank"]
+        step = forward.times(forwards_per_step) + section.pop("cfg_exchange")
     params = modules[0].params
     param_bytes = modules[0].param_bytes
     return Report(
@@ -113,8 +128,8 @@ def analyze(
             "forward": forward,
             "step": step,
             "generation": step.times(workload.steps),
-            "forwards_per_step": workload.forwards_per_step,
-            "forwards_per_generation": workload.forwards_per_step * workload.steps,
+            "forwards_per_step": forwards_per_step,
+            "forwards_per_generation": forwards_per_step * workload.steps,
             "params": params,
             "param_bytes": param_bytes,
             "activation_bytes": trace.peak_activation_bytes,
@@ -122,12 +137,13 @@ def analyze(
         ledger=ledger(records),
         traced_blocks=traced_layers,
         time=time_section(records, estimate) if estimate is not None else None,
+        parallel=section if parallel is not None else None,
     )
 
 
 def time_section(records: list[NodeCost], estimate: TimeEstimate) -> dict:
     """The report's `time`: the profile, and GPU kernel time beside the wall time it is part of."""
-    kernel = {c: 0 for c in CATEGORIES}
+    kernel = {c: 0 for c in categories_for(r.family for r in records)}
     for r, k in zip(records, estimate.kernel_ns, strict=True):
         if r.kind == "costed":
             kernel[category_of(r.module, r.family)] += k
@@ -230,6 +246,9 @@ def roll_up(records: list[NodeCost], model: torch.nn.Module, times: Sequence[int
 
 
 def metrics_of(r: NodeCost, time_ns: int | None = None) -> Metrics:
+    if r.family == "communication":
+        return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written, time_ns,
+                       r.cost.comm_sent, r.cost.comm_received)
     return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written, time_ns)
 
 
@@ -250,7 +269,7 @@ def categorize(records: list[NodeCost], weights: list[int] | None = None,
                times: Sequence[int] | None = None) -> dict[str, Metrics]:
     """Category totals; `weights` (from replication_weights) counts each record that many times; `times`, one
     per record, adds predicted time (a metadata node's time, the wait it causes, goes to its module's category)."""
-    totals = {c: ZERO if times is None else Metrics(time_ns=0) for c in CATEGORIES}
+    totals = {c: ZERO if times is None else Metrics(time_ns=0) for c in categories_for(r.family for r in records)}
     for i, r in enumerate(records):
         if r.kind == "metadata" and times is not None and times[i]:
             c = category_of(r.module)

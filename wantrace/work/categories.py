@@ -1,4 +1,6 @@
-"""Every costed node falls in exactly one category: casts by what they do, everything else by where it runs."""
+"""Every costed node falls in exactly one category: casts and collectives by what they do, everything else by
+where it runs. `communication` (the collectives of a sequence-parallel forward) is listed only in reports that have
+collectives (`categories_for`), so single-GPU reports keep their eleven categories."""
 
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ CATEGORIES = (
     "dtype casts",
     "other",
 )
+COMMUNICATION = "communication"
 
 _B = r"blocks\.\d+\."
 _PATTERNS = [
-    ("self-attention core", rf"{_B}self_attn\.attention"),
+    ("self-attention core", rf"{_B}self_attn\.attention(\.ring_merge)?"),
     ("cross-attention core", rf"{_B}cross_attn\.(attention|attention_img|merge_img)"),
     ("attention projections", rf"{_B}(self_attn|cross_attn)\.(q|k|v|o|k_img|v_img)"),
     ("FFN", rf"{_B}ffn(\.\d+)?"),
@@ -39,7 +42,15 @@ def category_of(module_id: str, family: str = "") -> str:
     """The category of a node that ran in `module_id` and was costed by a rule of `family`."""
     if family == "cast":
         return "dtype casts"
+    if family == "communication":
+        return COMMUNICATION
     for category, pattern in _COMPILED:
         if pattern.match(module_id):
             return category
     return "other"
+
+
+def categories_for(families) -> tuple[str, ...]:
+    """The categories a report of nodes of these rule families lists: CATEGORIES, plus `communication` when a
+    collective ran."""
+    return CATEGORIES + ((COMMUNICATION,) if "communication" in set(families) else ())

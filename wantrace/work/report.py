@@ -67,6 +67,7 @@ class Report:
     ledger: dict
     traced_blocks: int = 0
     time: dict | None = None  # the hardware profile and time model, when time was predicted
+    parallel: dict | None = None  # one rank of a multi-GPU run: layout, padding, communication, memory
 
     def module(self, module_id: str) -> ModuleRow:
         for row in self.modules:
@@ -112,6 +113,7 @@ class Report:
             "modules": [row.to_dict() for row in self.modules],
             "ledger": self.ledger,
             **({"time": self.time} if self.time is not None else {}),
+            **({"parallel": self.parallel} if self.parallel is not None else {}),
         }
 
     def to_json(self) -> str:

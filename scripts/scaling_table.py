@@ -1,0 +1,106 @@
+"""The multi-GPU scaling table: predicted speed-up of the 14B T2V at 720p for 1, 2, 4 and 8 GPUs (Ulysses N, as
+the official README's multi-GPU runs), beside the official README's published timings and the measured
+per-forward times of the committed verify files.
+
+    python scripts/scaling_table.py                         # markdown on stdout
+    python scripts/scaling_table.py --markdown > docs/verification/multi-gpu/README.md
+
+Predicted: one forward per rank on the profile (analyze --ulysses N --gpu), single-GPU forward over it. Measured:
+`forward_ms_slowest_rank` of verify-parallel files (wantrace verify --ulysses/--ring under torchrun) over the
+single-GPU forward of docs/verification/time (same GPU, same workload). Published: whole-pipeline seconds
+(T5, 50 steps with CFG, VAE; one GPU with --offload_model True, several with --dit_fsdp --t5_fsdp), from
+/work/shared/reference/wan-architecture.md section 8 (Wan2.1 README, assets/comp_effic.png)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from wantrace.timing.predictor import Predictor
+from wantrace.work.analysis import analyze
+from wantrace.work.parallel import Plan
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "models" / "wan2.1-t2v-14b" / "config.json"
+GPUS = (1, 2, 4, 8)
+# Wan2.1 README, T2V-14B 720P, total seconds for 1/2/4/8 GPUs (peak GB in the reference table)
+PUBLISHED = {
+    "H800/H100": (1837.9, 945.1, 497.0, 287.9),
+    "A800/A100": (3342.6, 1722.0, 886.1, 469.9),
+    "H20": (6935.5, 3488.4, 1775.8, 980.5),
+}
+PROFILES = ("h100-sxm", "h200")
+
+
+def predicted_forward_ns(profile: str, workload: str, gpus: int) -> int:
+    plan = Plan(ulysses=gpus) if gpus > 1 else None
+    return analyze(CONFIG, workload, parallel=plan, timing=Predictor(profile)).forward.time_ns or 0
+
+
+def measured(verify_dir: Path | None) -> dict[tuple[str, str, int, int], float]:
+    """(gpu name, workload, ulysses, ring) -> slowest rank's forward in ms, from verify-parallel files."""
+    out: dict[tuple[str, str, int, int], float] = {}
+    if verify_dir is None or not verify_dir.is_dir():
+        return out
+    for path in sorted(verify_dir.glob("*.json")):
+        doc = json.loads(path.read_text())
+        if doc.get("kind") != "verify-parallel" or doc["device"]["type"] != "cuda":
+            continue
+        lay = doc["layout"]
+        out[(doc["device"]["name"], doc["workload"]["id"], lay["ulysses"], lay["ring"])] = doc[
+            "forward_ms_slowest_rank"]
+    return out
+
+
+def single_measured(workload: str) -> dict[str, float]:
+    """gpu name -> measured single-GPU forward (ms) of the 14B, from docs/verification/time."""
+    out = {}
+    for path in sorted((ROOT / "docs" / "verification" / "time").glob("*-t2v-14b-*.json")):
+        doc = json.loads(path.read_text())
+        if doc["workload"]["id"] == workload and doc.get("time"):
+            out[doc["device"]["name"]] = doc["time"]["forward"]["measured_ns"] / 1e6
+    return out
+
+
+def table(verify_dir: Path | None) -> list[str]:
+    lines = ["| GPUs | " + " | ".join(f"{p} predicted forward (speed-up)" for p in PROFILES)
+             + " | " + " | ".join(f"published {g} s (speed-up)" for g in PUBLISHED) + " |",
+             "|---:|" + "---:|" * (len(PROFILES) + len(PUBLISHED))]
+    pred = {p: [predicted_forward_ns(p, "t2v-720p", n) for n in GPUS] for p in PROFILES}
+    for i, n in enumerate(GPUS):
+        cells = [f"{pred[p][i] / 1e9:.2f} s ({pred[p][0] / pred[p][i]:.2f}x)" for p in PROFILES]
+        cells += [f"{t[i]:,.1f} ({t[0] / t[i]:.2f}x)" for t in PUBLISHED.values()]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    found = measured(verify_dir)
+    lines += ["", "Measured (wantrace verify under torchrun, seeded random weights, bf16):", ""]
+    if not found:
+        lines.append("No multi-GPU verify files yet: run the commands in scripts/runs-multi-gpu.txt.")
+        return lines
+    lines += ["| GPU | workload | ulysses x ring | measured forward | predicted (h200) | measured speed-up |",
+              "|---|---|---|---:|---:|---:|"]
+    for (gpu, wl, u, r), ms in sorted(found.items()):
+        single = single_measured(wl).get(gpu)
+        speed = f"{single / ms:.2f}x" if single else "-"
+        p = analyze(CONFIG, wl, parallel=Plan(u, r), timing=Predictor("h200")).forward.time_ns or 0
+        lines.append(f"| {gpu} | {wl} | {u} x {r} | {ms / 1e3:.2f} s | {p / 1e9:.2f} s | {speed} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verify", type=Path, default=ROOT / "docs" / "verification" / "multi-gpu")
+    parser.add_argument("--markdown", action="store_true", help="a whole page (title and provenance)")
+    args = parser.parse_args()
+    lines = table(args.verify)
+    if args.markdown:
+        lines = ["# Multi-GPU scaling, Wan2.1 T2V-14B at 720p", "",
+                 "Generated by `python scripts/scaling_table.py --markdown`. Predicted: one rank's forward "
+                 "(`wantrace analyze --ulysses N --gpu PROFILE`, bf16) against one GPU's. Published: the official "
+                 "README's whole-pipeline seconds (1 GPU with --offload_model True, N GPUs with --dit_fsdp "
+                 "--t5_fsdp --ulysses_size N).", "", *lines]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
