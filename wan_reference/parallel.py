@@ -185,7 +185,7 @@ class WanModelUSP(WanModel):
             freqs = torch.cat([freqs, freqs.new_ones(seq_len - f * h * w, 1, freqs.shape[2])], dim=0)
             freqs = freqs.narrow(0, rank * chunk, chunk)
 
-        time_freqs = cast(torch.Tensor, self.time_freqs)  # a buffer
+        time_freqs = self.time_freqs
         e = self.time_embedding(sinusoidal_embedding(t, time_freqs))
         with scope(e, "time_cast"):
             e = self.stream(e)

@@ -115,7 +115,7 @@ class CausalConv3d(nn.Conv3d):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        pt, ph, pw = self.padding  # type: ignore[misc]
+        pt, ph, pw = self.padding
         self._padding = (pw, pw, ph, ph, 2 * pt, 0)
         self.padding = (0, 0, 0)
 
@@ -174,6 +174,7 @@ class Resample(nn.Module):
         super().__init__()
         self.dim = dim
         self.mode = mode
+        self.resample: nn.Module
         if mode in ("upsample2d", "upsample3d"):
             self.resample = nn.Sequential(
                 Upsample(scale_factor=(2.0, 2.0), mode="nearest-exact"), Conv2d(dim, dim // 2, 3, padding=1)
@@ -214,7 +215,7 @@ class Resample(nn.Module):
                     first = previous.x[:, :, -1, :, :].unsqueeze(2)
                 keep = torch.cat([first, keep], dim=2)
                 kept += 1
-        x = self.time_conv(x) if previous == REP else self.time_conv(x, previous)  # type: ignore[arg-type]
+        x = self.time_conv(x) if previous == REP else self.time_conv(x, previous)
         cache.entries[self.time_conv] = Cached(keep, kept)
         x = x.reshape(b, 2, c, t, h, w)
         x = torch.stack((x[:, 0, :, :, :, :], x[:, 1, :, :, :, :]), 3)
@@ -364,6 +365,9 @@ class Decoder3d(nn.Module):
 class WanVAE(nn.Module):
     """Official `WanVAE_` (keys `encoder.*`, `conv1.*`, `conv2.*`, `decoder.*`) with the `WanVAE` wrapper's
     latent normalisation. Build it with `build_vae`."""
+
+    mean: torch.Tensor  # latent normalisation (buffers)
+    inv_std: torch.Tensor
 
     def __init__(self, config: VAEConfig):
         super().__init__()

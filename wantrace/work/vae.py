@@ -97,7 +97,7 @@ class _MemoInterpreter(CostInterpreter):
 
     def __init__(self, gm: torch.fx.GraphModule, strict: bool):
         super().__init__(gm, strict)
-        self._memo: dict[object, tuple | None] = {}
+        self._memo: dict[object, tuple | bool | None] = {}
 
     def call_function(self, target, args, kwargs):
         return self._memoized("call_function", target, args, kwargs)
@@ -113,7 +113,7 @@ class _MemoInterpreter(CostInterpreter):
         except TypeError:
             return run(target, args, kwargs)
         spec = self._memo.get(key, False)
-        if spec:
+        if isinstance(spec, tuple):
             shape, stride, dtype = spec
             return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
         result = run(target, args, kwargs)
