@@ -121,3 +121,22 @@ def test_analyze_preset_that_does_not_fit():
 def test_analyze_strict_passes_on_shipped_config(tmp_path):
     result = run("analyze", "--config", TINY, "--strict", "--precision", "wan-official", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
+
+
+def test_out_that_cannot_be_created_names_the_option(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    # (--out naming a file itself is refused by click: "Invalid value for '--out': Directory ... is a file")
+    cases = [(blocker / "run", f"--out: cannot create {blocker / 'run'}: {blocker} is a file, not a folder")]
+    import os
+    if os.geteuid() != 0:  # root may write anywhere
+        cases.append((locked / "run", f"--out: cannot create {locked / 'run'}: {locked} is not writable"))
+    for out, message in cases:
+        for command in (["analyze", "--config", str(MODELS / "wan2.1-tiny-i2v" / "config.json")],
+                        ["sweep", "--config", str(MODELS / "wan2.1-tiny-i2v" / "config.json"), "--frames", "5"]):
+            result = run(*command, "--out", str(out))
+            assert result.exit_code == 2, (command, result.output)
+            assert result.output.strip().splitlines()[-1] == f"wantrace: error: {message}", result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "locked"]  # nothing written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,30 @@ from .work.sweep import SweepError
 from .work.trace import UnknownOpError
 from .work.workload import PRESETS, WorkloadError
 
-USER_ERRORS = (ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
+
+class OutError(ValueError):
+    """--out names a place that cannot be written; the message names the option."""
+
+
+def writable_dir(path: str | Path, option: str = "--out") -> Path:
+    """Say now, before any work and without creating anything, why `path` (a folder) could not be written."""
+    out = Path(path)
+    probe = out
+    while not probe.exists():
+        if probe.is_symlink():
+            raise OutError(f"{option}: cannot create {out}: {probe} is a broken link")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        why = "exists and is not a folder" if probe == out else f"{probe} is a file, not a folder"
+        raise OutError(f"{option}: cannot create {out}: {why}" if probe != out else f"{option}: {out} {why}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutError(f"{option}: cannot create {out}: {probe} is not writable")
+    return out
+
+
+USER_ERRORS = (OutError, ConfigError, GeometryError, CheckpointError, WorkloadError, UnknownOpError, VerifyError,
                CompareError, SweepError, ProfileError, PlanError, FileNotFoundError)
 
 
@@ -189,6 +213,9 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
     from .work.analysis import analyze as run_analysis
     from .work.report import write_atomic
 
+    if out_dir is not None:
+        writable_dir(out_dir)
+
     timing = None
     if gpu is not None:
         from .timing.predictor import Predictor
@@ -314,6 +341,8 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
     from .views.verify import print_result
     from .work.report import write_atomic
 
+    writable_dir(out_dir)
+
     if ulysses * ring > 1 or ulysses < 1 or ring < 1:
         verify_multi(device, config_path, workload, precision, frames, height, width, batch, gpu, time_tolerance,
                      repeats, ulysses, ring, output_tolerance, out_dir, blocks, counters)
@@ -403,6 +432,8 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
           gpu):
     """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares;
     as CSV and JSON, with plots."""
+    if out_dir is not None:
+        writable_dir(out_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .views.sweep import write_sweep
@@ -494,6 +525,7 @@ def calibrate(device, out_path, models_dir, quick, collectives, sizes_text):
         return
 
     check_cuda(device)
+    writable_dir(Path(out_path).parent or ".", "--out")
     err = Console(stderr=True)
     with Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err, transient=err.is_terminal) as progress:
