@@ -1,6 +1,9 @@
 """Time `wantrace.analyze` of the 14B at t2v-720p against FlopCounterMode over the same meta forward, in one
-process, and print the ratio (wantrace / FlopCounterMode; must be <= 1.0); and analyze with predicted time
-on the H200 profile against analyze without it, alternating (the cost of --gpu; goal <= 1.10).
+process, and print the ratio (wantrace / FlopCounterMode; must be <= 1.0); analyze with predicted time
+on the H200 profile against analyze without it, alternating (the cost of --gpu; goal <= 1.10); and the CLI
+(`wantrace analyze`, `model`, `compare`, fresh processes) against `python3 -c "import torch"`, alternating,
+best of `--repeat` each: wall time and peak RSS (goals: analyze <= 1.5x wall and <= 1.3x RSS; model and
+compare <= 1.2x).
 
 Both are warmed up once first (the first meta ops of a process import torch's python meta kernels, which
 would otherwise be charged to whichever runs first); then each is timed `--repeat` times and the best kept.
@@ -14,6 +17,9 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +51,48 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
     return best, value
 
 
+def _run(cmd: list[str]) -> tuple[float, None]:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - start, None
+
+
+def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
+    wantrace = [sys.executable, "-m", "wantrace.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = f"{tmp}/a", f"{tmp}/b"
+        _run([*wantrace, "analyze", "--config", config, "--workload", "ci-tiny", "--out", a])
+        _run([*wantrace, "analyze", "--config", config, "--workload", "t2v-480p", "--out", b])
+        commands = {
+            "analyze": [*wantrace, "analyze", "--config", config, "--workload", workload, "--out", f"{tmp}/c"],
+            "model": [*wantrace, "model", "--config", config],
+            "compare": [*wantrace, "compare", f"{a}/report.json", f"{b}/report.json"],
+        }
+        floor = [sys.executable, "-c", "import torch"]
+        walls: dict[str, list[float]] = {k: [] for k in ("torch", *commands)}
+        rss: dict[str, int] = {}
+        for _ in range(repeat):  # alternating, so all see the same machine
+            for name, cmd in (("torch", floor), *commands.items()):
+                walls[name].append(_run(cmd)[0])
+        for name, cmd in (("torch", floor), *commands.items()):  # peak RSS, smallest first (see _run)
+            rss[name] = peak_rss_kb(cmd)
+    best = {k: min(v) for k, v in walls.items()}
+    return {
+        "import_torch_s": round(best["torch"], 3),
+        **{f"{k}_s": round(best[k], 3) for k in commands},
+        **{f"{k}_wall_ratio": round(best[k] / best["torch"], 3) for k in commands},
+        "import_torch_rss_mb": rss["torch"] // 1024,
+        **{f"{k}_rss_ratio": round(rss[k] / rss["torch"], 3) for k in commands},
+    }
+
+
+def peak_rss_kb(cmd: list[str]) -> int:
+    """Peak RSS of one fresh process, read by /usr/bin/time's own wait4 (the children's maximum is global)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return int(out.stderr.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "models" / "wan2.1-t2v-14b" / "config.json"))
@@ -63,6 +111,7 @@ def main() -> None:
     for _ in range(args.repeat):  # alternating, so both see the same machine
         plain.append(best_of(lambda: analyze(config, args.workload), 1)[0])
         timed.append(best_of(lambda: analyze(config, args.workload, timing=Predictor("h200")), 1)[0])
+    cli = cli_against_torch(args.config, args.workload, args.repeat)
     result = {
         "config": Path(args.config).parent.name,
         "workload": args.workload,
@@ -74,6 +123,7 @@ def main() -> None:
         "analyze_gpu_h200_s": round(min(timed), 3),
         "gpu_ratio": round(min(timed) / min(plain), 3),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        **cli,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpus": len(__import__("os").sched_getaffinity(0)),
@@ -87,6 +137,10 @@ def main() -> None:
         print(f"ratio {result['ratio']:.3f} (must be <= 1.0); peak RSS {result['peak_rss_mb']} MB")
         print(f"analyze {min(plain):.3f} s, with --gpu h200 {min(timed):.3f} s: ratio {result['gpu_ratio']:.3f} "
               "(goal <= 1.10)")
+        print(f"CLI against `import torch` ({cli['import_torch_s']:.3f} s, {cli['import_torch_rss_mb']} MB): "
+              + ", ".join(f"{k} {cli[k + '_s']:.3f} s = {cli[k + '_wall_ratio']:.2f}x wall, "
+                          f"{cli[k + '_rss_ratio']:.2f}x RSS" for k in ("analyze", "model", "compare"))
+              + " (goals: analyze 1.5x wall, 1.3x RSS; model and compare 1.2x)")
     if result["ratio"] > 1.0:
         raise SystemExit(1)
 

@@ -142,7 +142,7 @@ def by_role(kernels: list[dict], useful: Counter, executed: Counter) -> list[dic
     return out
 
 
-def analytic_by_category(records, executed: Counter | None = None) -> dict[str, dict[str, int]]:
+def analytic_by_category(records, executed: Counter | None = None) -> dict[str, Counter[str]]:
     """Analytic figures per category of the id each node ran in (kernels know their range, not their op, so
     casts stay with their module here): tensor-core FLOPs (useful, and as executed in the kernels' tiles),
     full FLOPs, bytes."""
@@ -157,7 +157,7 @@ def analytic_by_category(records, executed: Counter | None = None) -> dict[str, 
         c["bytes"] += r.cost.bytes_read + r.cost.bytes_written
     for ident, flops in (executed or {}).items():
         out[category_of(ident)]["executed_tensor_flops"] += flops
-    return {c: dict(v) for c, v in out.items()}
+    return out
 
 
 def summarize(kernels: list[dict], records) -> dict:
