@@ -209,7 +209,7 @@ def verify(
     if blocks is not None:
         if not 1 <= blocks <= config.num_layers:
             raise VerifyError(f"--blocks: must be between 1 and {config.num_layers}, got {blocks}")
-        config = dataclasses.replace(config, num_layers=blocks)
+        config = config.with_layers(blocks)
     if precision is not None:
         overrides["precision"] = precision
     wl, geo = resolve(workload, config, **overrides)
@@ -273,14 +273,14 @@ def verify(
     if capture is not None and kernel_ns is not None and forward_ms is not None:
         result.time = compare_time(capture, kernel_ns, forward_ms, time_tolerance)
     if counters:
-        from ..work.trace import replicate_blocks, trace_model
+        from ..work.trace import replicate_blocks, trace_model, traced_layers
         from .counters import run_counters
 
         del model, inputs  # the profiled child builds its own copy; leave it the device memory
         torch.cuda.empty_cache()
-        traced = trace_model(dataclasses.replace(config, num_layers=min(config.num_layers, 2)), policy, geo.latent,
-                             wl.batch)
-        records = replicate_blocks(traced.records, config.num_layers)
+        n = traced_layers(config)
+        traced = trace_model(config.with_layers(n), policy, geo.latent, wl.batch)
+        records = replicate_blocks(traced.records, config.num_layers) if n < config.num_layers else traced.records
         result.counters = run_counters(config_path, wl, blocks, seed, records, metric_set=counter_metrics,
                                        replay=counter_replay, progress=step)
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from ..rules import FULL_CONSTANTS
 from .categories import CATEGORIES, category_of
 from .metrics import ZERO, Metrics
 from .report import SCHEMA_VERSION, ModuleRow, Report
-from .trace import ROOT, NodeCost, replicate_blocks, trace_model
+from .trace import ROOT, NodeCost, replicate_blocks, trace_model, traced_layers
 from .workload import Workload, check, resolve
 
 CONVENTIONS = {
@@ -67,10 +66,10 @@ def analyze(
         workload, geo = resolve(workload, config, **overrides)
     policy = get_policy(workload.precision)
 
-    traced_layers = min(config.num_layers, 2) if replicate else config.num_layers
-    traced_config = dataclasses.replace(config, num_layers=traced_layers)
+    traced = traced_layers(config, replicate)
+    traced_config = config.with_layers(traced)
     trace = trace_model(traced_config, policy, geo.latent, workload.batch, strict)
-    records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
+    records = replicate_blocks(trace.records, config.num_layers) if traced < config.num_layers else trace.records
 
     estimate = timing(records) if timing is not None else None
     ns = estimate.ns if estimate is not None else None
@@ -112,7 +111,7 @@ def analyze(
             "activation_bytes": trace.peak_activation_bytes,
         },
         ledger=ledger(records),
-        traced_blocks=traced_layers,
+        traced_blocks=traced,
         time=time_section(records, estimate) if estimate is not None else None,
     )
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from .metrics import ZERO, Metrics
 from .report import ModuleRow
 
-_BLOCK = re.compile(r"^blocks\.\d+(?=\.|$)")
+_BLOCK = re.compile(r"^(blocks|vace_blocks)\.\d+(?=\.|$)")
 
 
 def role_of(module_id: str) -> str:
-    """`blocks.17.self_attn.q` -> `blocks.*.self_attn.q`; ids outside the blocks are their own role."""
-    return _BLOCK.sub("blocks.*", module_id)
+    """`blocks.17.self_attn.q` -> `blocks.*.self_attn.q` (VACE: `vace_blocks.*...`); ids outside the blocks are
+    their own role."""
+    return _BLOCK.sub(r"\1.*", module_id)
 
 
 @dataclass(frozen=True)

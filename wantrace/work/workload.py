@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from wan_reference import Geometry, WanConfig, geometry
+from wan_reference.config import MODEL_TYPES
 from wan_reference.precision import POLICIES
 
 
@@ -24,7 +25,7 @@ class Workload:
     steps: int = 1
     cfg: bool = False
     precision: str = "bf16"
-    tasks: tuple[str, ...] = ("t2v", "i2v", "flf2v")  # model types the preset is meant for
+    tasks: tuple[str, ...] = MODEL_TYPES  # model types the preset is meant for
 
     @property
     def forwards_per_step(self) -> int:
@@ -75,7 +76,8 @@ def check(workload: Workload, config: WanConfig) -> tuple[Workload, Geometry]:
         raise WorkloadError(
             f"precision: unknown policy {workload.precision!r}; choose one of {', '.join(POLICIES)}"
         )
-    geo = geometry(workload.frames, workload.height, workload.width, config.patch_size, config.rope_max_seq_len)
+    geo = geometry(workload.frames, workload.height, workload.width, config.patch_size, config.rope_max_seq_len,
+                   config.vae_stride)
     return workload, geo
 
 
