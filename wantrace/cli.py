@@ -116,8 +116,9 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="config.json of a checkpoint (official WanModel or diffusers format).")
+@click.option("--config", "config_path", required=True, type=click.Path(),
+              help="config.json of a checkpoint (official WanModel or diffusers format), or a Wan2.2 A14B folder "
+                   "(high_noise_model/ and low_noise_model/, or a diffusers model_index.json) for both experts.")
 @click.option("--workload", default="ci-tiny", show_default=True, type=click.Choice(list(PRESETS)),
               help="Workload preset; the options below override its fields.")
 @click.option("--frames", type=int, help="Video frames (4n+1).")
@@ -168,10 +169,17 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
             return
     out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), report.workload["id"])
     write_atomic(out / "report.json", report.to_json())
-    write_atomic(out / "summary.md", summary_markdown(report, command, by_module))
+    if report.experts is not None:  # Wan2.2 A14B: both experts, one generation
+        from .views.experts import experts_markdown, print_experts
+
+        write_atomic(out / "summary.md", experts_markdown(report, command))
+    else:
+        write_atomic(out / "summary.md", summary_markdown(report, command, by_module))
     if fmt == "table":
         console = Console()
         print_tree(report, console, depth=depth, expand_blocks=expand_blocks, by_module=by_module)
+        if report.experts is not None:
+            print_experts(report, console)
         console.print(f"wrote {out / 'report.json'} and {out / 'summary.md'}")
 
 
@@ -399,7 +407,7 @@ def calibrate(device, out_path, models_dir, quick):
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:
     """runs/<model>-<workload>[-n]: a fresh folder per run, never overwriting an earlier one."""
-    stem = config_path.parent.name or config_path.stem
+    stem = config_path.name if config_path.is_dir() else (config_path.parent.name or config_path.stem)
     base = Path("runs") / f"{stem}-{workload_id}".replace("=", "").replace("+", "-")
     path, n = base, 1
     while path.exists():

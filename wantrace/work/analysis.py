@@ -58,7 +58,12 @@ def analyze(
     (with overrides such as frames=33, cfg=False, precision="wan-official") or a resolved Workload.
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
     full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
-    every module, category and total."""
+    every module, category and total. A two-expert (Wan2.2 A14B) checkpoint folder gives the generation of both
+    experts (wantrace.work.experts)."""
+    if not isinstance(config, WanConfig) and (Path(config).is_dir() or Path(config).name == "model_index.json"):
+        from .experts import analyze_experts
+
+        return analyze_experts(config, workload, strict=strict, replicate=replicate, timing=timing, **overrides)
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = check(workload, config)

@@ -67,6 +67,7 @@ class Report:
     ledger: dict
     traced_blocks: int = 0
     time: dict | None = None  # the hardware profile and time model, when time was predicted
+    experts: dict | None = None  # Wan2.2 A14B: the expert split (wantrace.work.experts); modules per generation
 
     def module(self, module_id: str) -> ModuleRow:
         for row in self.modules:
@@ -112,6 +113,7 @@ class Report:
             "modules": [row.to_dict() for row in self.modules],
             "ledger": self.ledger,
             **({"time": self.time} if self.time is not None else {}),
+            **({"experts": self.experts} if self.experts is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -9,10 +9,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from wan_reference.config import EXPERT_FOLDERS
+
 from .metrics import ZERO, Metrics
 from .report import ModuleRow
 
-_BLOCK = re.compile(r"^(blocks|vace_blocks)\.\d+(?=\.|$)")
+# a block index, in the main or VACE blocks, of the model or of one A14B expert subtree
+_BLOCK = re.compile(rf"^((?:(?:{'|'.join(EXPERT_FOLDERS)})\.)?(?:blocks|vace_blocks))\.\d+(?=\.|$)")
 
 
 def role_of(module_id: str) -> str:

@@ -56,8 +56,10 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def default_preset(config: WanConfig) -> str:
-    """The 480p preset of the model's task (flf2v has only a 720p one)."""
-    return {"t2v": "t2v-480p", "i2v": "i2v-480p"}.get(config.model_type, "flf2v-720p")
+    """The 480p preset of the model's task (flf2v has only a 720p one, TI2V-5B only 1280x704)."""
+    if config.release == "wan2.2":
+        return {"t2v": "t2v-a14b-480p", "i2v": "i2v-a14b-480p"}.get(config.model_type, "ti2v-5b-720p")
+    return {"t2v": "t2v-480p", "i2v": "i2v-480p", "vace": "vace-480p"}.get(config.model_type, "flf2v-720p")
 
 
 def plan(config: WanConfig, preset: str, frames: list[int] | None, sizes: list[tuple[int, int]] | None,
