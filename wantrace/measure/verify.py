@@ -29,6 +29,7 @@ from ..timing.predictor import Estimate, Predictor
 from ..timing.profile import Profile, load_profile, profile_for
 from ..work.analysis import analyze
 from ..work.categories import CATEGORIES, category_of
+from ..work.experts import is_pipeline
 from ..work.report import Report
 from ..work.roles import role_of
 from ..work.trace import ROOT, NodeCost
@@ -204,6 +205,9 @@ def verify(
     if not 0 < time_tolerance < 10:
         raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
     profile = _profile(gpu, dev)
+    if is_pipeline(config_path):
+        raise VerifyError(f"--config: {config_path} is a two-expert checkpoint; verify runs one model: give one "
+                          "expert's config.json (high_noise_model/config.json; both experts run the same graph)")
     config, _ = read_config(config_path)
     full_layers = config.num_layers
     if blocks is not None:

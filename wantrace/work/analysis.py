@@ -16,6 +16,7 @@ from wan_reference.config import read_config
 from .. import __version__
 from ..rules import FULL_CONSTANTS
 from .categories import CATEGORIES, category_of
+from .experts import analyze_experts, is_pipeline
 from .metrics import ZERO, Metrics
 from .report import SCHEMA_VERSION, ModuleRow, Report
 from .trace import ROOT, NodeCost, replicate_blocks, trace_model, traced_layers
@@ -60,10 +61,9 @@ def analyze(
     full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
     every module, category and total. A two-expert (Wan2.2 A14B) checkpoint folder gives the generation of both
     experts (wantrace.work.experts)."""
-    if not isinstance(config, WanConfig) and (Path(config).is_dir() or Path(config).name == "model_index.json"):
-        from .experts import analyze_experts
-
-        return analyze_experts(config, workload, strict=strict, replicate=replicate, timing=timing, **overrides)
+    if not isinstance(config, WanConfig) and is_pipeline(config):
+        return analyze_experts(config, workload, analyze, strict=strict, replicate=replicate, timing=timing,
+                               **overrides)
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = check(workload, config)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +89,15 @@ def schedule_of(pipeline: Pipeline, workload: Workload) -> Workload:
     )
 
 
-def analyze_experts(path: str | Path, workload: str | Workload = "ci-tiny", **options) -> Report:
-    """One A14B generation: each expert analyzed at the workload, scaled by the forwards it runs."""
-    from .analysis import analyze  # analysis dispatches here for a two-expert checkpoint
+def is_pipeline(path: str | Path) -> bool:
+    """A folder or a model_index.json: what `read_pipeline` reads (a single model is its config.json)."""
+    return Path(path).is_dir() or Path(path).name == "model_index.json"
 
+
+def analyze_experts(path: str | Path, workload: str | Workload, analyze: Callable[..., Report],
+                    **options) -> Report:
+    """One A14B generation: each expert analyzed at the workload by `analyze` (wantrace.work.analysis, which
+    dispatches here for a two-expert checkpoint), scaled by the forwards it runs."""
     pipeline = read_pipeline(path)
     if pipeline is None:
         raise ConfigError(f"config: {path} is not a two-expert (A14B) checkpoint folder")
