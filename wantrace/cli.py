@@ -86,12 +86,14 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     console = Console()
-    console.print(f"[bold]Wan2.1 {c.model_type}[/]  {config_path}  ({inv.config_format} format)")
+    release = c.release.replace("wan", "Wan")
+    console.print(f"[bold]{release} {c.model_type}[/]  {config_path}  ({inv.config_format} format)")
     split = "/".join(str(n) for n in c.rope_split)
     console.print(
         f"dim {c.dim} · ffn {c.ffn_dim} · {c.num_heads} heads x {c.head_dim} · {c.num_layers} blocks · "
         f"in {c.in_dim} -> out {c.out_dim} · text {c.text_len} rows"
         + (f" · image {c.image_tokens} tokens" if c.image_tokens else "")
+        + (f" · VACE blocks at {list(c.vace_layers)}, {c.vace_in_dim} control channels" if c.vace_layers else "")
         + f" · RoPE split {split}"
     )
     table = Table(title="Parameters", title_justify="left")
@@ -100,6 +102,8 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
     table.add_column("share", justify="right")
     for group, n in inv.params_by_group.items():
         label = f"{group} ({c.num_layers} x {inv.params_per_block:,})" if group == "blocks" else group
+        if group == "vace_blocks":
+            label = f"{group} ({len(c.vace_layers)})"
         table.add_row(label, f"{n:,}", f"{100 * n / inv.params:.2f}%")
     table.add_row("[bold]total[/]", f"[bold]{inv.params:,}[/]", "100.00%")
     console.print(table)

@@ -229,7 +229,8 @@ def summary_markdown(report: Report, command: str, by_module: bool = False) -> s
     lines = [
         f"`{command}`",
         "",
-        f"# wantrace: Wan2.1 {report.model['variant']} at {report.workload['id']}",
+        f"# wantrace: {report.model['dims'].get('release', 'wan2.1').replace('wan', 'Wan')} "
+        f"{report.model['variant']} at {report.workload['id']}",
         "",
         f"- config: `{report.model['config']}` (sha256 `{(report.model['config_sha256'] or '')[:12]}`)",
         f"- tokens {report.geometry['tokens']:,} (grid {report.geometry['grid']}), "
