@@ -11,8 +11,8 @@ from wantrace.work.workload import resolve
 
 from .conftest import MODELS
 
-VARIANTS = [  # (config, workload, precision); VACE-14B at vace-720p and the A14B experts at their 480p presets
-    # pass too (run by hand: a VACE forward traces every block, minutes on a shared 2-core machine)
+VARIANTS = [  # (config, workload, precision); also equal when run once: the A14B experts at t2v-a14b-480p (bf16)
+    # and i2v-a14b-480p (wan-official), VACE-1.3B at vace-480p (wan-official), VACE-14B at ci-tiny
     ("wan2.2-t2v-a14b/high_noise_model", "ci-tiny", "bf16"),
     ("wan2.2-i2v-a14b/low_noise_model", "ci-tiny", "wan-official"),
     ("wan2.2-ti2v-5b", "ti2v-5b-720p", "bf16"),
