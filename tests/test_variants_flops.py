@@ -47,3 +47,39 @@ def test_vace_full_trace_and_hints():
     assert report.traced_blocks == 4
     assert {"blocks.0.hint", "blocks.2.hint", "vace_blocks.0.before_proj", "vace_blocks.1.after_proj"} <= ids
     assert "blocks.1.hint" not in ids and "vace_blocks.1.before_proj" not in ids
+
+
+@pytest.mark.parametrize("name, preset, frames, size", [
+    ("wan2.1-tiny-vace", "ci-tiny", [5, 9], [(256, 256)]),  # every block traced: weights of one
+    ("wan2.2-tiny-ti2v", "ci-tiny", [5, 9], [(256, 256), (512, 256)]),  # the Wan2.2-VAE's 4x16x16 stride
+])
+def test_sweep_rows_equal_analyze(name, preset, frames, size):
+    from wantrace.work.sweep import run_sweep
+
+    path = MODELS / name / "config.json"
+    sweep = run_sweep(path, preset, frames=frames, sizes=size)
+    assert len(sweep.rows) == len(frames) * len(size)
+    for row in sweep.rows:
+        w = row.workload
+        report = analyze(path, preset, frames=w.frames, height=w.height, width=w.width)
+        assert row.geometry.tokens == report.geometry["tokens"]
+        assert row.forward == report.forward and row.generation == report.totals["generation"]
+        assert row.activation_bytes == report.totals["activation_bytes"]
+
+
+def test_two_expert_time_adds_up(tmp_path):
+    """With predicted time, the two-expert root is still the generation, and each expert its forwards' time."""
+    from wantrace.timing.predictor import Predictor
+
+    from .fake_profile import write_fake
+
+    predictor = Predictor(str(write_fake(tmp_path / "fake.json")))
+    both = analyze(MODELS / "wan2.2-tiny-i2v-a14b", "i2v-a14b-480p", frames=5, height=128, width=128,
+                   timing=predictor)
+    one = analyze(MODELS / "wan2.2-tiny-i2v-a14b/high_noise_model/config.json", "i2v-a14b-480p", frames=5,
+                  height=128, width=128, timing=predictor)
+    rows = {r.id: r for r in both.modules}
+    assert both.experts["high_noise_steps"] == list(range(15))
+    assert rows["high_noise_model"].inclusive.time_ns == one.forward.time_ns * 30 > 0
+    assert rows["model"].inclusive == both.totals["generation"] == one.forward.times(80)
+    assert sum(m.time_ns for m in both.categories.values()) == both.totals["generation"].time_ns
