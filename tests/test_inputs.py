@@ -27,11 +27,11 @@ DIFFUSERS = json.loads((MODELS / "wan2.1-i2v-14b-480p-diffusers" / "config.json"
 @pytest.mark.parametrize(
     "raw, field",
     [
-        ({**OFFICIAL, "_class_name": "VaceWanModel"}, "_class_name"),
+        ({**OFFICIAL, "_class_name": "WanModel_S2V"}, "_class_name"),
         ({k: v for k, v in OFFICIAL.items() if k != "_class_name"}, "_class_name"),
         ({k: v for k, v in OFFICIAL.items() if k != "num_heads"}, "num_heads"),
         ({k: v for k, v in DIFFUSERS.items() if k != "attention_head_dim"}, "attention_head_dim"),
-        ({**OFFICIAL, "model_type": "ti2v"}, "model_type"),
+        ({**OFFICIAL, "model_type": "s2v"}, "model_type"),
         ({**OFFICIAL, "dim": 0}, "dim"),
         ({**OFFICIAL, "num_layers": -2}, "num_layers"),
         ({**OFFICIAL, "ffn_dim": 13824.5}, "ffn_dim"),

@@ -40,7 +40,8 @@ def _cases():
     rng = random.Random(0)
     for name in CONFIGS:
         config = load_config(MODELS / name / "config.json")
-        presets = [p for p, w in PRESETS.items() if config.model_type in w.tasks]
+        presets = [p for p, w in PRESETS.items()
+                   if config.model_type in w.tasks and w.release in (None, config.release)]
         points = [(p, {}) for p in presets]
         for _ in range(2):  # random valid geometries off every preset
             points.append((presets[0], {"frames": 4 * rng.randint(0, 20) + 1, "height": 16 * rng.randint(2, 50),

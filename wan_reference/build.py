@@ -9,6 +9,29 @@ import torch
 from .config import CLIP_DIM, WanConfig
 from .model import Conv3d, Linear, WanModel
 from .precision import PrecisionPolicy, get_policy
+from .vace import VaceWanModel
+
+
+def model_class(config: WanConfig) -> type[WanModel]:
+    return VaceWanModel if config.model_type == "vace" else WanModel
+
+
+def input_names(config: WanConfig) -> tuple[str, ...]:
+    """The tensors one forward takes (what `make_inputs` gives), in forward's order."""
+    optional = {"clip_fea": config.image_tokens > 0, "y": config.in_dim > config.out_dim,
+                "vace_context": config.model_type == "vace"}
+    return tuple(n for n in model_class(config).forward_args if optional.get(n, n in ("x", "t", "context")))
+
+
+def trace_args(config: WanConfig) -> tuple[tuple[str, ...], dict[str, object]]:
+    """forward's parameters in order, and the values fixed while tracing: None for each absent input, the
+    official default 1.0 for VACE's context_scale."""
+    args = model_class(config).forward_args
+    inputs = input_names(config)
+    fixed: dict[str, object] = {n: None for n in args if n not in inputs}
+    if "context_scale" in fixed:
+        fixed["context_scale"] = 1.0
+    return args, fixed
 
 
 def build_model(
@@ -23,7 +46,7 @@ def build_model(
     (`seed=None` leaves them uninitialised, for loading a checkpoint into)."""
     policy = get_policy(precision)
     with torch.device("meta"):
-        model = WanModel(config, policy)
+        model = model_class(config)(config, policy)
     apply_policy(model, policy)
     model.eval().requires_grad_(False)
     device = torch.device(device)
@@ -81,7 +104,8 @@ def make_inputs(
     timestep: float = 500.0,
 ) -> dict[str, torch.Tensor]:
     """Inputs of one forward, in the dtypes the policy's runtime hands the DiT:
-    x [B, C, F', H', W'], t [B], context [B, text_len, text_dim]; for i2v/flf2v also y and clip_fea."""
+    x [B, C, F', H', W'], t [B] (TI2V: [B, L]), context [B, text_len, text_dim]; i2v/flf2v also y (and
+    clip_fea in Wan2.1); VACE also vace_context."""
     policy = get_policy(precision)
     device = torch.device(device)
     gen = None if device.type == "meta" else torch.Generator(device=device).manual_seed(seed)
@@ -92,15 +116,25 @@ def make_inputs(
         return torch.randn(shape, generator=gen, device=device).to(dtype)
 
     channels = config.out_dim
+    names = input_names(config)
     inputs = {
         "x": randn((batch, channels, *latent), policy.latents),
         "t": torch.full((batch,), timestep, device=device, dtype=torch.float32),
         "context": randn((batch, config.text_len, config.text_dim), policy.text),
     }
-    if config.model_type != "t2v":
+    if config.model_type == "ti2v":  # per-token t as TI2V passes it: the conditioning frame's tokens at t = 0
+        grid = [n // p for n, p in zip(latent, config.patch_size, strict=True)]
+        t = torch.full((batch, grid[0], grid[1] * grid[2]), timestep, device=device, dtype=torch.float32)
+        t[:, 0] = 0.0
+        inputs["t"] = t.flatten(1)
+    if config.model_type in ("i2v", "flf2v"):
         cond = config.in_dim - channels
         if cond <= 0:
             raise ValueError(f"in_dim {config.in_dim} leaves no channels for the {config.model_type} condition")
-        inputs["y"] = randn((batch, cond, *latent), policy.latents)
+    if "y" in names:
+        inputs["y"] = randn((batch, config.in_dim - channels, *latent), policy.latents)
+    if "clip_fea" in names:
         inputs["clip_fea"] = randn((batch, config.image_tokens, CLIP_DIM), policy.clip)
+    if "vace_context" in names:
+        inputs["vace_context"] = randn((batch, config.vace_in_dim, *latent), policy.latents)
     return inputs

@@ -1,10 +1,11 @@
-"""Workload geometry, in one place: pixels -> latent (VAE stride 4x8x8) -> token grid (patch 1x2x2)."""
+"""Workload geometry, in one place: pixels -> latent (VAE stride 4x8x8; Wan2.2-VAE 4x16x16) -> token grid
+(patch 1x2x2)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-VAE_STRIDE = (4, 8, 8)  # Wan2.1 VAE: time, height, width
+VAE_STRIDE = (4, 8, 8)  # Wan2.1 VAE: time, height, width (WanConfig.vae_stride says which VAE a model uses)
 LATENT_CHANNELS = 16  # z_dim
 
 
@@ -17,7 +18,7 @@ class Geometry:
     frames: int
     height: int
     width: int
-    latent: tuple[int, int, int]  # F', H/8, W/8
+    latent: tuple[int, int, int]  # F', H/8, W/8 (Wan2.2-VAE: H/16, W/16)
     grid: tuple[int, int, int]  # f, h, w token grid
 
     @property
@@ -26,12 +27,13 @@ class Geometry:
         return f * h * w
 
 
-def geometry(frames: int, height: int, width: int, patch_size=(1, 2, 2), max_grid: int = 1024) -> Geometry:
+def geometry(frames: int, height: int, width: int, patch_size=(1, 2, 2), max_grid: int = 1024,
+             vae_stride: tuple[int, int, int] = VAE_STRIDE) -> Geometry:
     """Validate a pixel-space workload and derive its latent shape and token grid."""
     for name, value in (("frames", frames), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise GeometryError(f"{name}: must be a positive integer, got {value!r}")
-    st, sh, sw = VAE_STRIDE
+    st, sh, sw = vae_stride
     if (frames - 1) % st:
         raise GeometryError(f"frames: must be 4n+1 (1, 5, ..., 81) for the Wan VAE, got {frames}")
     pt, ph, pw = patch_size

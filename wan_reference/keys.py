@@ -42,6 +42,13 @@ KEY_TABLE: tuple[tuple[str, str], ...] = (
     ("head.modulation", "scale_shift_table"),
     ("head.head", "proj_out"),
 )
+# VACE (official vace_model.py <-> diffusers WanVACETransformer3DModel): the control blocks carry the block keys
+# under vace_blocks.{i}, plus before_proj (block 0) and after_proj.
+KEY_TABLE += (
+    ("vace_patch_embedding", "vace_patch_embedding"),
+    ("vace_blocks.{i}.before_proj", "vace_blocks.{i}.proj_in"),
+    ("vace_blocks.{i}.after_proj", "vace_blocks.{i}.proj_out"),
+) + tuple(("vace_" + o, "vace_" + d) for o, d in KEY_TABLE if o.startswith("blocks.{i}."))
 
 # diffusers ignores these on load (`_keys_to_ignore_on_load_unexpected`); so do we.
 DIFFUSERS_IGNORED = re.compile(r"(^|\.)norm_added_q\.")

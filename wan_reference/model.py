@@ -186,8 +186,9 @@ class WanAttentionBlock(nn.Module):
         self.norm1 = LayerNorm(dim, eps)
         self.self_attn = WanSelfAttention(dim, config.num_heads, config.qk_norm, eps, policy)
         self.norm3 = LayerNorm(dim, eps, affine=True) if config.cross_attn_norm else nn.Identity()
+        self.per_token_time = config.per_token_time
         self.cross_attn: WanT2VCrossAttention | WanI2VCrossAttention
-        if config.model_type == "t2v":
+        if config.image_tokens == 0:  # t2v, Wan2.2 i2v/ti2v (no CLIP), VACE
             self.cross_attn = WanT2VCrossAttention(dim, config.num_heads, config.qk_norm, eps, policy)
         else:
             self.cross_attn = WanI2VCrossAttention(
@@ -202,9 +203,14 @@ class WanAttentionBlock(nn.Module):
     def forward(self, x, e0, freqs, context):
         p = self.policy
         with scope(x, "modulation"):
-            shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
-                self.modulation + e0.float()
-            ).chunk(6, dim=1)
+            if self.per_token_time:  # Wan2.2: e0 [B, L, 6, D], one modulation per token
+                m0, m1, m2, m3, m4, m5 = (self.modulation.unsqueeze(0) + e0.float()).chunk(6, dim=2)
+                shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+                    m0.squeeze(2), m1.squeeze(2), m2.squeeze(2), m3.squeeze(2), m4.squeeze(2), m5.squeeze(2))
+            else:
+                shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+                    self.modulation + e0.float()
+                ).chunk(6, dim=1)
         y = self.self_attn(norm_modulate(self.norm1, x, shift_msa, scale_msa, p, "modulate_msa"), freqs)
         x = gated_residual(x, y, gate_msa, p, "gate_msa")
         y = self.cross_attn(self.norm3(x), context)
@@ -221,10 +227,15 @@ class Head(nn.Module):
         self.norm = LayerNorm(config.dim, config.eps)
         self.head = Linear(config.dim, config.out_dim * config.patch_features)
         self.modulation = nn.Parameter(torch.empty(1, 2, config.dim))
+        self.per_token_time = config.per_token_time
 
     def forward(self, x, e):
         with scope(x, "modulation"):
-            shift, scale = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
+            if self.per_token_time:  # Wan2.2: e [B, L, D]
+                shift, scale = (self.modulation.unsqueeze(0) + e.unsqueeze(2)).chunk(2, dim=2)
+                shift, scale = shift.squeeze(2), scale.squeeze(2)
+            else:
+                shift, scale = (self.modulation + e.unsqueeze(1)).chunk(2, dim=1)
         return self.head(norm_modulate(self.norm, x, shift, scale, self.policy, "modulate"))
 
 
@@ -252,7 +263,9 @@ class MLPProj(nn.Module):
 
 
 class WanModel(nn.Module):
-    """The Wan2.1 DiT. Build it with `build_model`, which applies the precision policy."""
+    """The Wan2.1 / Wan2.2 DiT. Build it with `build_model`, which applies the precision policy."""
+
+    forward_args = ("x", "t", "context", "clip_fea", "y")  # forward's parameters, in order
 
     freqs: torch.Tensor  # RoPE table [rope_max_seq_len, head_dim / 2], complex128 (a buffer)
     time_freqs: torch.Tensor  # sinusoid frequencies [freq_dim / 2], float64 (a buffer)
@@ -270,7 +283,7 @@ class WanModel(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), Linear(dim, dim * 6))
         self.blocks = nn.ModuleList(WanAttentionBlock(config, p) for _ in range(config.num_layers))
         self.head = Head(config, p)
-        if config.model_type in ("i2v", "flf2v"):
+        if config.image_tokens:  # Wan2.1 i2v/flf2v; Wan2.2 has no CLIP path
             self.img_emb = MLPProj(dim, config.image_tokens, config.model_type == "flf2v", p)
         self._register_tables()
 
@@ -306,15 +319,25 @@ class WanModel(nn.Module):
         return x.to(self.policy.stream) if self.policy.stream is not None else x
 
     def forward(self, x, t, context, clip_fea=None, y=None):
-        """x [B, C, F', H', W'] noisy latents; t [B]; context [B, text_len, text_dim] T5 features, zero-padded;
-        i2v/flf2v: clip_fea [B, 257 or 514, 1280] (or [2B, 257, 1280]) and y [B, in_dim - C, F', H', W'].
-        Returns [B, out_dim, F', H', W']."""
+        """x [B, C, F', H', W'] noisy latents; t [B] (Wan2.2 also [B, L], one per token); context
+        [B, text_len, text_dim] T5 features, zero-padded; Wan2.1 i2v/flf2v: clip_fea [B, 257 or 514, 1280] (or
+        [2B, 257, 1280]); i2v/flf2v: y [B, in_dim - C, F', H', W']. Returns [B, out_dim, F', H', W']."""
         cfg = self.config
-        if cfg.model_type != "t2v" and (clip_fea is None or y is None):
-            raise ValueError(f"{cfg.model_type} model needs clip_fea and y")
+        if (cfg.image_tokens and clip_fea is None) or (cfg.in_dim > cfg.out_dim and y is None):
+            raise ValueError(f"{cfg.model_type} model needs " + ("clip_fea and y" if cfg.image_tokens else "y"))
         if y is not None:
             with scope(x, "condition"):
                 x = torch.cat([x, y], dim=1)
+        x, (f, h, w), freqs = self.embed_video(x)
+        e, e0 = self.embed_time(t, x)
+        context = self.embed_context(context, clip_fea)
+        for block in self.blocks:
+            x = block(x, e0, freqs, context)
+        x = self.head(x, e)
+        return self.unpatchify(x, f, h, w)
+
+    def embed_video(self, x):
+        """Latents -> tokens [B, L, D], the token grid, and the RoPE rotations of the grid."""
         x = self.patch_embedding(x)
         f, h, w = x.shape[2], x.shape[3], x.shape[4]
         with scope(x, "patchify"):
@@ -322,22 +345,30 @@ class WanModel(nn.Module):
             x = x.flatten(2).transpose(1, 2).contiguous()
         with scope(x, "rope"):
             freqs = self.rope_freqs(f, h, w)
+        return x, (f, h, w), freqs
 
-        e = self.time_embedding(sinusoidal_embedding(t, self.time_freqs))
+    def embed_time(self, t, x):
+        """e [B, D] and e0 [B, 6, D]; Wan2.2: e [B, L, D] and e0 [B, L, 6, D], t expanded to every token."""
+        cfg = self.config
+        if cfg.per_token_time:
+            with scope(x, "time_tokens"):  # t.expand(B, seq_len) then flatten, as upstream
+                b, n = x.shape[0], x.shape[1]
+                t = t.view(b, -1).expand(b, n).flatten()
+            e = self.time_embedding(sinusoidal_embedding(t, self.time_freqs).unflatten(0, (b, n)))
+        else:
+            e = self.time_embedding(sinusoidal_embedding(t, self.time_freqs))
         with scope(e, "time_cast"):
             e = self.stream(e)
-        e0 = self.time_projection(e).unflatten(1, (6, cfg.dim))
+        e0 = self.time_projection(e).unflatten(2 if cfg.per_token_time else 1, (6, cfg.dim))
+        return e, e0
 
+    def embed_context(self, context, clip_fea=None):
         context = self.text_embedding(context)
         if clip_fea is not None:
             image_context = self.img_emb(clip_fea)
             with scope(context, "context"):
                 context = torch.cat([image_context, context], dim=1)
-
-        for block in self.blocks:
-            x = block(x, e0, freqs, context)
-        x = self.head(x, e)
-        return self.unpatchify(x, f, h, w)
+        return context
 
     def unpatchify(self, x, f, h, w) -> torch.Tensor:
         """[B, f*h*w, C*pt*ph*pw] -> [B, C, f*pt, h*ph, w*pw] (upstream einsum 'fhwpqrc->cfphqwr')."""

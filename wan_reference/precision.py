@@ -73,6 +73,8 @@ BF16 = PrecisionPolicy(
         "blocks.*.modulation",
         "head.modulation",
         "blocks.*.norm3.*",
+        "vace_blocks.*.modulation",  # VACE control blocks: the same block modules
+        "vace_blocks.*.norm3.*",
         "img_emb.proj.0.*",
         "img_emb.proj.4.*",
     ),

@@ -138,12 +138,14 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     console = Console()
-    console.print(f"[bold]Wan2.1 {c.model_type}[/]  {config_path}  ({inv.config_format} format)")
+    release = c.release.replace("wan", "Wan")
+    console.print(f"[bold]{release} {c.model_type}[/]  {config_path}  ({inv.config_format} format)")
     split = "/".join(str(n) for n in c.rope_split)
     console.print(
         f"dim {c.dim} · ffn {c.ffn_dim} · {c.num_heads} heads x {c.head_dim} · {c.num_layers} blocks · "
         f"in {c.in_dim} -> out {c.out_dim} · text {c.text_len} rows"
         + (f" · image {c.image_tokens} tokens" if c.image_tokens else "")
+        + (f" · VACE blocks at {list(c.vace_layers)}, {c.vace_in_dim} control channels" if c.vace_layers else "")
         + f" · RoPE split {split}"
     )
     table = Table(title="Parameters", title_justify="left")
@@ -152,6 +154,8 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
     table.add_column("share", justify="right")
     for group, n in inv.params_by_group.items():
         label = f"{group} ({c.num_layers} x {inv.params_per_block:,})" if group == "blocks" else group
+        if group == "vace_blocks":
+            label = f"{group} ({len(c.vace_layers)})"
         table.add_row(label, f"{n:,}", f"{100 * n / inv.params:.2f}%")
     table.add_row("[bold]total[/]", f"[bold]{inv.params:,}[/]", "100.00%")
     console.print(table)
@@ -168,8 +172,9 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="config.json of a checkpoint (official WanModel or diffusers format).")
+@click.option("--config", "config_path", required=True, type=click.Path(),
+              help="config.json of a checkpoint (official WanModel or diffusers format), or a Wan2.2 A14B folder "
+                   "(high_noise_model/ and low_noise_model/, or a diffusers model_index.json) for both experts.")
 @click.option("--workload", default="ci-tiny", show_default=True, type=click.Choice(list(PRESETS)),
               help="Workload preset; the options below override its fields.")
 @click.option("--frames", type=int, help="Video frames (4n+1).")
@@ -243,11 +248,18 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
         profile = timing.profile if timing is not None else None
         lines = parallel_lines(report, profile.figure("memory_bytes") if profile else None,
                                profile.doc["gpu"] if profile else None)
-    summary = summary_markdown(report, command, by_module)
-    write_atomic(out / "summary.md", summary + ("\n" + "\n".join(lines) + "\n" if lines else ""))
+    if report.experts is not None:  # Wan2.2 A14B: both experts, one generation
+        from .views.experts import experts_markdown, print_experts
+
+        write_atomic(out / "summary.md", experts_markdown(report, command))
+    else:
+        summary = summary_markdown(report, command, by_module)
+        write_atomic(out / "summary.md", summary + ("\n" + "\n".join(lines) + "\n" if lines else ""))
     if fmt == "table":
         console = Console()
         print_tree(report, console, depth=depth, expand_blocks=expand_blocks, by_module=by_module)
+        if report.experts is not None:
+            print_experts(report, console)
         if lines:
             from rich.markdown import Markdown
 
@@ -571,7 +583,7 @@ def calibrate_collectives(device: str, out_path: Path, sizes_text: str | None) -
 
 def new_run_dir(config_path: Path, workload_id: str) -> Path:
     """runs/<model>-<workload>[-n]: a fresh folder per run, never overwriting an earlier one."""
-    stem = config_path.parent.name or config_path.stem
+    stem = config_path.name if config_path.is_dir() else (config_path.parent.name or config_path.stem)
     base = Path("runs") / f"{stem}-{workload_id}".replace("=", "").replace("+", "-")
     path, n = base, 1
     while path.exists():

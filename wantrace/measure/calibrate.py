@@ -61,13 +61,13 @@ def model_shapes(configs: Iterable[Path]) -> Shapes:
     policy = get_policy("bf16")
     for path in configs:
         config, _ = read_config(path)
-        config = dataclasses.replace(config, num_layers=min(config.num_layers, 2))
+        config = config.with_layers(min(config.num_layers, 2))
         if config in seen:
             continue
         seen.add(config)
         graph = trace_graph(config, policy)
         for name, preset in PRESETS.items():
-            if config.model_type not in preset.tasks:
+            if config.model_type not in preset.tasks or preset.release not in (None, config.release):
                 continue
             wl, geo = resolve(name, config)
             for r in cost_graph(graph, config, policy, geo.latent, wl.batch).records:

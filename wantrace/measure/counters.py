@@ -299,7 +299,6 @@ def run_counters(config_path, workload, blocks: int | None, seed: int, records, 
 
 def _child() -> None:
     """The profiled process: one forward with NVTX ranges, the profiler open only around it."""
-    import dataclasses
 
     from wan_reference import build_model, geometry, get_policy, make_inputs
     from wan_reference.config import read_config
@@ -315,8 +314,8 @@ def _child() -> None:
     a = p.parse_args()
     config, _ = read_config(a.config)
     if a.blocks:
-        config = dataclasses.replace(config, num_layers=a.blocks)
-    geo = geometry(a.frames, a.height, a.width, config.patch_size, config.rope_max_seq_len)
+        config = config.with_layers(a.blocks)
+    geo = geometry(a.frames, a.height, a.width, config.patch_size, config.rope_max_seq_len, config.vae_stride)
     policy = get_policy(a.precision)
     dev = torch.device("cuda")
     model = build_model(config, policy, device=dev, seed=a.seed)

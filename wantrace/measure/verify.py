@@ -30,6 +30,7 @@ from ..timing.predictor import Estimate, Predictor
 from ..timing.profile import Profile, load_profile, profile_for
 from ..work.analysis import analyze
 from ..work.categories import CATEGORIES, category_of
+from ..work.experts import is_pipeline
 from ..work.report import Report
 from ..work.roles import role_of
 from ..work.trace import ROOT, NodeCost
@@ -206,6 +207,9 @@ def verify(
     if not 0 < time_tolerance < 10:
         raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
     profile = _profile(gpu, dev)
+    if is_pipeline(config_path):
+        raise VerifyError(f"--config: {config_path} is a two-expert checkpoint; verify runs one model: give one "
+                          "expert's config.json (high_noise_model/config.json; both experts run the same graph)")
     host = None
     if host_overheads:
         if profile is None or profile.calibrated is None or dev.type != "cuda":
@@ -218,7 +222,7 @@ def verify(
     if blocks is not None:
         if not 1 <= blocks <= config.num_layers:
             raise VerifyError(f"--blocks: must be between 1 and {config.num_layers}, got {blocks}")
-        config = dataclasses.replace(config, num_layers=blocks)
+        config = config.with_layers(blocks)
     if precision is not None:
         overrides["precision"] = precision
     wl, geo = resolve(workload, config, **overrides)
@@ -284,14 +288,14 @@ def verify(
         if host is not None:
             result.time["host_overheads"] = host
     if counters:
-        from ..work.trace import replicate_blocks, trace_model
+        from ..work.trace import replicate_blocks, trace_model, traced_layers
         from .counters import run_counters
 
         del model, inputs  # the profiled child builds its own copy; leave it the device memory
         torch.cuda.empty_cache()
-        traced = trace_model(dataclasses.replace(config, num_layers=min(config.num_layers, 2)), policy, geo.latent,
-                             wl.batch)
-        records = replicate_blocks(traced.records, config.num_layers)
+        n = traced_layers(config)
+        traced = trace_model(config.with_layers(n), policy, geo.latent, wl.batch)
+        records = replicate_blocks(traced.records, config.num_layers) if n < config.num_layers else traced.records
         result.counters = run_counters(config_path, wl, blocks, seed, records, metric_set=counter_metrics,
                                        replay=counter_replay, progress=step)
     return result

@@ -32,7 +32,7 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
     rows = {row.id: row for row in report.modules}
 
     def build(row: ModuleRow) -> ViewNode:
-        if row.id == "blocks" and not expand_blocks and row.children:
+        if (row.id == "blocks" or row.id.endswith(".blocks")) and not expand_blocks and row.children:
             return collapsed_blocks(row)
         node = ViewNode(row.id, row.inclusive, row.category, params=row.params)
         node.children = [build(rows[c]) for c in row.children]
@@ -40,13 +40,13 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
 
     def collapsed_blocks(blocks: ModuleRow) -> ViewNode:
         n = len(blocks.children)
-        group = ViewNode(f"blocks.0-{n - 1} x{n}", ZERO, "mixed")
+        group = ViewNode(f"{blocks.id}.0-{n - 1} x{n}", ZERO, "mixed")
         roles: dict[str, ViewNode] = {}
 
         def add(row: ModuleRow, parent: ViewNode) -> None:
             for cid in row.children:
                 child = rows[cid]
-                role = role_of(cid).removeprefix("blocks.*.")
+                role = role_of(cid).removeprefix(blocks.id + ".*.")
                 key = f"{id(parent)}:{role}"
                 node = roles.get(key)
                 if node is None:
@@ -69,10 +69,12 @@ def view_tree(report: Report, expand_blocks: bool = False) -> ViewNode:
 def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: bool = False,
                by_module: bool = False) -> None:
     """The hierarchy as a table with tree guides (rows over 10% of forward FLOPs (full) in red, over 3% in
-    yellow), then the hotspot tables, then the totals."""
-    total = report.forward
+    yellow), then the hotspot tables, then the totals. A two-expert report's tree is one generation (the
+    root), and its hotspots are its experts' (analyze one expert's config for them)."""
+    total = report.modules[0].inclusive  # the forward; a two-expert report: the generation
     timed = total.time_ns is not None
-    title = ("FLOPs per forward: torch and full conventions; share of full; bytes moved; FLOP per byte" +
+    per = "generation (both experts)" if report.experts is not None else "forward"
+    title = (f"FLOPs per {per}: torch and full conventions; share of full; bytes moved; FLOP per byte" +
              (f"; predicted time on {report.time['profile']} and its share" if timed and report.time else ""))
     table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
     table.add_column("module", no_wrap=True, min_width=24)
@@ -102,7 +104,7 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
 
     add(view_tree(report, expand_blocks), "", "", 0)
     console.print(table)
-    for hot in hotspot_tables(report, by_module):
+    for hot in hotspot_tables(report, by_module) if report.experts is None else ():
         console.print(hot)
     console.print(totals_panel(report))
 
@@ -227,7 +229,8 @@ def summary_markdown(report: Report, command: str, by_module: bool = False) -> s
     lines = [
         f"`{command}`",
         "",
-        f"# wantrace: Wan2.1 {report.model['variant']} at {report.workload['id']}",
+        f"# wantrace: {report.model['dims'].get('release', 'wan2.1').replace('wan', 'Wan')} "
+        f"{report.model['variant']} at {report.workload['id']}",
         "",
         f"- config: `{report.model['config']}` (sha256 `{(report.model['config_sha256'] or '')[:12]}`)",
         f"- tokens {report.geometry['tokens']:,} (grid {report.geometry['grid']}), "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
@@ -17,10 +16,11 @@ from wan_reference.config import read_config
 from .. import __version__
 from ..rules import FULL_CONSTANTS
 from .categories import categories_for, category_of
+from .experts import analyze_experts, is_pipeline
 from .metrics import ZERO, Metrics
 from .parallel import Plan, parallel_section, trace_rank
 from .report import SCHEMA_VERSION, ModuleRow, Report
-from .trace import ROOT, NodeCost, replicate_blocks, trace_model
+from .trace import ROOT, NodeCost, replicate_blocks, trace_model, traced_layers
 from .workload import Workload, check, resolve
 
 CONVENTIONS = {
@@ -70,7 +70,11 @@ def analyze(
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
     full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
     every module, category and total. `parallel` (a multi-GPU plan) costs one rank of it: its sequence-parallel
-    graph with the collectives, per-rank totals, and the `parallel` section (docs/multi-gpu.md)."""
+    graph with the collectives, per-rank totals, and the `parallel` section (docs/multi-gpu.md). A two-expert (Wan2.2 A14B)
+    checkpoint folder gives the generation of both experts (wantrace.work.experts)."""
+    if not isinstance(config, WanConfig) and is_pipeline(config):
+        return analyze_experts(config, workload, analyze, strict=strict, replicate=replicate, timing=timing,
+                               **overrides)
     config, source = load_config_source(config)
     if isinstance(workload, Workload):
         workload, geo = check(workload, config)
@@ -78,15 +82,15 @@ def analyze(
         workload, geo = resolve(workload, config, **overrides)
     policy = get_policy(workload.precision)
 
-    traced_layers = min(config.num_layers, 2) if replicate else config.num_layers
-    traced_config = dataclasses.replace(config, num_layers=traced_layers)
+    traced = traced_layers(config, replicate)
+    traced_config = config.with_layers(traced)
     if parallel is not None:
         parallel.check(config, workload.cfg)
     if parallel is None or parallel.sp == 1:  # one GPU per forward: the single-GPU graph
         trace, seq_len = trace_model(traced_config, policy, geo.latent, workload.batch, strict), geo.tokens
     else:
         trace, seq_len = trace_rank(traced_config, policy, geo.latent, workload.batch, parallel.layout(), strict)
-    records = replicate_blocks(trace.records, config.num_layers) if replicate else trace.records
+    records = replicate_blocks(trace.records, config.num_layers) if traced < config.num_layers else trace.records
 
     estimate = timing(records) if timing is not None else None
     ns = estimate.ns if estimate is not None else None
@@ -135,7 +139,7 @@ def analyze(
             "activation_bytes": trace.peak_activation_bytes,
         },
         ledger=ledger(records),
-        traced_blocks=traced_layers,
+        traced_blocks=traced,
         time=time_section(records, estimate) if estimate is not None else None,
         parallel=section if parallel is not None else None,
     )

@@ -21,7 +21,7 @@ CATEGORIES = (
 )
 COMMUNICATION = "communication"
 
-_B = r"blocks\.\d+\."
+_B = r"(?:vace_)?blocks\.\d+\."  # main blocks and VACE control blocks
 _PATTERNS = [
     ("self-attention core", rf"{_B}self_attn\.attention(\.ring_merge)?"),
     ("cross-attention core", rf"{_B}cross_attn\.(attention|attention_img|merge_img)"),
@@ -31,7 +31,7 @@ _PATTERNS = [
     ("modulation & gates",
      rf"{_B}(modulation|modulate_msa|modulate_ffn|gate_msa|gate_ffn)|head\.(modulation|modulate)"),
     ("RoPE", rf"rope|{_B}self_attn\.rope"),
-    ("embeddings", r"condition|patch_embedding|patchify|sinusoid|time_cast|context"
+    ("embeddings", r"condition|(vace_)?patch_embedding|(vace_)?patchify|sinusoid|time_cast|time_tokens|context"
                    r"|(time_embedding|time_projection|text_embedding)(\.\d+)?|img_emb(\..+)?"),
     ("head & unpatchify", r"head\.head|unpatchify"),
 ]

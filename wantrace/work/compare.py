@@ -95,6 +95,10 @@ def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", 
         raise CompareError("compare: --by time needs predicted time in both reports (wantrace analyze --gpu NAME)")
     if by not in measures:
         raise CompareError(f"compare: --by must be one of {', '.join(measures)}, got {by!r}")
+    if ("experts" in a) != ("experts" in b):
+        two = names[0] if "experts" in a else names[1]
+        raise CompareError(f"compare: {two} is a two-expert (A14B) report, one generation of both experts, the other "
+                           "one forward: compare the report of one expert's config.json instead")
     fa, ca, rows_a = _parse(a, names[0])
     fb, cb, rows_b = _parse(b, names[1])
     if not {r.id for r in rows_a} & {r.id for r in rows_b}:

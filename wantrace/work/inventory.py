@@ -1,4 +1,4 @@
-"""Parameters and weight bytes of a Wan2.1 DiT, read off the meta-built model under each precision policy."""
+"""Parameters and weight bytes of a Wan DiT, read off the meta-built model under each precision policy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ GROUPS = {
     "time_embedding": "embeddings",
     "time_projection": "embeddings",
     "img_emb": "embeddings",
+    "vace_patch_embedding": "embeddings",
     "blocks": "blocks",
+    "vace_blocks": "vace_blocks",
     "head": "head",
 }
 

@@ -68,6 +68,7 @@ class Report:
     traced_blocks: int = 0
     time: dict | None = None  # the hardware profile and time model, when time was predicted
     parallel: dict | None = None  # one rank of a multi-GPU run: layout, padding, communication, memory
+    experts: dict | None = None  # Wan2.2 A14B: the expert split (wantrace.work.experts); modules per generation
 
     def module(self, module_id: str) -> ModuleRow:
         for row in self.modules:
@@ -114,6 +115,7 @@ class Report:
             "ledger": self.ledger,
             **({"time": self.time} if self.time is not None else {}),
             **({"parallel": self.parallel} if self.parallel is not None else {}),
+            **({"experts": self.experts} if self.experts is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -9,15 +9,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from wan_reference.config import EXPERT_FOLDERS
+
 from .metrics import ZERO, Metrics
 from .report import ModuleRow
 
-_BLOCK = re.compile(r"^blocks\.\d+(?=\.|$)")
+# a block index, in the main or VACE blocks, of the model or of one A14B expert subtree
+_BLOCK = re.compile(rf"^((?:(?:{'|'.join(EXPERT_FOLDERS)})\.)?(?:blocks|vace_blocks))\.\d+(?=\.|$)")
 
 
 def role_of(module_id: str) -> str:
-    """`blocks.17.self_attn.q` -> `blocks.*.self_attn.q`; ids outside the blocks are their own role."""
-    return _BLOCK.sub("blocks.*", module_id)
+    """`blocks.17.self_attn.q` -> `blocks.*.self_attn.q` (VACE: `vace_blocks.*...`); ids outside the blocks are
+    their own role."""
+    return _BLOCK.sub(r"\1.*", module_id)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from .categories import CATEGORIES
 from .metrics import Metrics
 from .report import SCHEMA_VERSION
 from .symbolic import SymbolicError, by_category, evaluate, point_of, probes, totals, trace_symbolic
-from .trace import cost_graph, replication_weights, trace_graph
+from .trace import cost_graph, replication_weights, trace_graph, traced_layers
 from .workload import PRESETS, Workload, WorkloadError, resolve
 
 CONVENTIONS = ("torch", "full", "bytes")
@@ -56,8 +56,10 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def default_preset(config: WanConfig) -> str:
-    """The 480p preset of the model's task (flf2v has only a 720p one)."""
-    return {"t2v": "t2v-480p", "i2v": "i2v-480p"}.get(config.model_type, "flf2v-720p")
+    """The 480p preset of the model's task (flf2v has only a 720p one, TI2V-5B only 1280x704)."""
+    if config.release == "wan2.2":
+        return {"t2v": "t2v-a14b-480p", "i2v": "i2v-a14b-480p"}.get(config.model_type, "ti2v-5b-720p")
+    return {"t2v": "t2v-480p", "i2v": "i2v-480p", "vace": "vace-480p"}.get(config.model_type, "flf2v-720p")
 
 
 def plan(config: WanConfig, preset: str, frames: list[int] | None, sizes: list[tuple[int, int]] | None,
@@ -128,7 +130,9 @@ class Coster:
     def __init__(self, config: WanConfig, strict: bool = False, timing: Timing | None = None):
         self.config = config
         self.timing = timing
-        self.traced_config = dataclasses.replace(config, num_layers=min(config.num_layers, 2))
+        self.traced_config = config.with_layers(traced_layers(config))
+        # replicated blocks count N-1 times; a full trace (VACE) counts each record once
+        self.weight_layers = config.num_layers if self.traced_config.num_layers < config.num_layers else 1
         self.strict = strict
         self._graphs: dict[str, torch.fx.GraphModule] = {}
         self._symbolic: dict[tuple, tuple | None] = {}
@@ -150,7 +154,7 @@ class Coster:
                 self._symbolic[key] = None
                 self.method[precision] = f"concrete: {exc}"
             else:
-                weights = replication_weights(sym.records, self.config.num_layers)
+                weights = replication_weights(sym.records, self.weight_layers)
                 self._symbolic[key] = (sym, weights, totals(sym, weights), by_category(sym, weights))
                 self.method.setdefault(precision, "polynomial")
         return self._symbolic[key]
@@ -167,7 +171,7 @@ class Coster:
             policy = get_policy(workload.precision)
             run = cost_graph(self._graphs[workload.precision], self.traced_config, policy, geo.latent,
                              workload.batch, self.strict)
-            weights = replication_weights(run.records, self.config.num_layers)
+            weights = replication_weights(run.records, self.weight_layers)
             forward = forward_total(run.records, weights)
             times = None
             if self.timing is not None:  # the queue runs block 1 N-1 times, as analyze's copies

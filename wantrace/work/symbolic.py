@@ -50,7 +50,9 @@ def point_of(batch: int, latent: tuple[int, int, int], patch=(1, 2, 2)) -> tuple
 def _probe_geometry(config: WanConfig, point):
     b, f, h, w = point
     ph, pw = config.patch_size[1], config.patch_size[2]
-    geo = geometry(4 * (f - 1) + 1, 8 * ph * h, 8 * pw * w, config.patch_size, config.rope_max_seq_len)
+    st, sh, sw = config.vae_stride
+    geo = geometry(st * (f - 1) + 1, sh * ph * h, sw * pw * w, config.patch_size, config.rope_max_seq_len,
+                   config.vae_stride)
     return b, geo.latent
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.fx.node import map_aggregate
 
 from wan_reference import WanConfig, build_model, make_inputs
+from wan_reference.build import trace_args
 from wan_reference.precision import PrecisionPolicy
 
 from .. import rules
@@ -214,8 +215,7 @@ def trace_graph(config: WanConfig, policy: PrecisionPolicy) -> torch.fx.GraphMod
     """Build `config` on meta and FX-trace its forward. The graph does not depend on the input shapes (they
     are read off the proxies), so one graph serves every frame count and resolution."""
     model = build_model(config, policy)
-    concrete = {"clip_fea": None, "y": None} if config.model_type == "t2v" else {}
-    graph = WanTracer().trace(model, concrete_args=concrete)
+    graph = WanTracer().trace(model, concrete_args=trace_args(config)[1])
     return torch.fx.GraphModule(model, graph)
 
 
@@ -225,11 +225,11 @@ def cost_graph(gm: torch.fx.GraphModule, config: WanConfig, policy: PrecisionPol
     records and can tell the peak activation bytes."""
     inputs = make_inputs(config, latent, policy, batch=batch)
     interpreter = CostInterpreter(gm, strict)
-    # placeholders follow forward's signature; concrete (None) arguments keep a placeholder on some versions
-    signature = ("x", "t", "context", "clip_fea", "y")
+    # placeholders follow forward's signature; concrete arguments keep a placeholder on some versions
+    signature, fixed = trace_args(config)
     count = sum(n.op == "placeholder" for n in gm.graph.nodes)
     with dynamo_not_imported():
-        interpreter.run(*(inputs.get(name) for name in signature[:count]))
+        interpreter.run(*(inputs[name] if name in inputs else fixed[name] for name in signature[:count]))
     return interpreter
 
 
@@ -241,6 +241,14 @@ def trace_model(config: WanConfig, policy: PrecisionPolicy, latent, batch: int, 
 
 
 REPLICATED = "blocks.1"  # the traced block that stands for blocks 1..N-1
+
+
+def traced_layers(config: WanConfig, replicate: bool = True) -> int:
+    """Blocks to trace: two, block 1 standing for the rest, unless the blocks differ (VACE: only some main
+    blocks take a hint, so every block is traced)."""
+    if not replicate or config.model_type == "vace":
+        return config.num_layers
+    return min(config.num_layers, 2)
 
 
 def in_block1(r: NodeCost) -> bool:
