@@ -70,8 +70,8 @@ def analyze(
     `replicate` traces blocks 0 and 1 and copies block 1 for the rest (identical graphs): same result as a
     full trace, faster. `timing` (a predictor on a hardware profile, wantrace.timing) adds predicted time to
     every module, category and total. `parallel` (a multi-GPU plan) costs one rank of it: its sequence-parallel
-    graph with the collectives, per-rank totals, and the `parallel` section (docs/multi-gpu.md). A two-expert (Wan2.2 A14B)
-    checkpoint folder gives the generation of both experts (wantrace.work.experts)."""
+    graph with the collectives, per-rank totals, and the `parallel` section (docs/multi-gpu.md). A two-expert
+    (Wan2.2 A14B) checkpoint folder gives the generation of both experts (wantrace.work.experts)."""
     if not isinstance(config, WanConfig) and is_pipeline(config):
         return analyze_experts(config, workload, analyze, strict=strict, replicate=replicate, timing=timing,
                                **overrides)
