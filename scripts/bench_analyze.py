@@ -79,7 +79,7 @@ def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
     best = {k: min(v) for k, v in walls.items()}
     return {
         "import_torch_s": round(best["torch"], 3),
-        **{f"{k}_s": round(best[k], 3) for k in commands},
+        **{f"cli_{k}_s": round(best[k], 3) for k in commands},
         **{f"{k}_wall_ratio": round(best[k] / best["torch"], 3) for k in commands},
         "import_torch_rss_mb": rss["torch"] // 1024,
         **{f"{k}_rss_ratio": round(rss[k] / rss["torch"], 3) for k in commands},
@@ -138,7 +138,7 @@ def main() -> None:
         print(f"analyze {min(plain):.3f} s, with --gpu h200 {min(timed):.3f} s: ratio {result['gpu_ratio']:.3f} "
               "(goal <= 1.10)")
         print(f"CLI against `import torch` ({cli['import_torch_s']:.3f} s, {cli['import_torch_rss_mb']} MB): "
-              + ", ".join(f"{k} {cli[k + '_s']:.3f} s = {cli[k + '_wall_ratio']:.2f}x wall, "
+              + ", ".join(f"{k} {cli['cli_' + k + '_s']:.3f} s = {cli[k + '_wall_ratio']:.2f}x wall, "
                           f"{cli[k + '_rss_ratio']:.2f}x RSS" for k in ("analyze", "model", "compare"))
               + " (goals: analyze 1.5x wall, 1.3x RSS; model and compare 1.2x)")
     if result["ratio"] > 1.0:
