@@ -12,7 +12,6 @@ then the same USP forward on one process with the same padded length."""
 from __future__ import annotations
 
 import datetime
-import time
 from pathlib import Path
 
 import torch
@@ -30,28 +29,14 @@ from ..work.parallel import Plan, PlanError
 from ..work.workload import resolve
 from .collectives import init_distributed
 from .device import VerifyError, device_info
-from .verify import attention_formulas
+from .verify import _time_forward, attention_formulas
 
 OUTPUT_TOLERANCE = {"fp32": 1e-5}  # others (bf16 kernels, other summation orders): DEFAULT_OUTPUT_TOLERANCE
 DEFAULT_OUTPUT_TOLERANCE = 3e-2
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
 def _forward_ms(model, inputs: dict, dev: torch.device, repeats: int) -> float:
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            dist.barrier()
-            _sync(dev)
-            start = time.perf_counter()
-            model(**inputs)
-            _sync(dev)
-            best = min(best, (time.perf_counter() - start) * 1e3)
-    return best
+    return _time_forward(model, inputs, dev, repeats, before=dist.barrier)
 
 
 def _ratio(a: float | int, b: float | int) -> float | None:
