@@ -93,3 +93,26 @@ def test_verification_table_renders_runs(tmp_path):
     text = module.render(tmp_path)
     assert "| tiny-cpu | bf16 | 512 | 2 of 2 |" in text
     assert "| self-attention core |" in text and "| pass |" in text
+
+
+def test_short_forwards_are_timed_until_the_minimum_wall_time():
+    """A launch-bound forward's fastest-of-3 is a draw on a shared host: verify keeps timing short forwards
+    until enough wall time has passed, and every rank of a torchrun keeps the count fixed (min_seconds 0)."""
+    import time
+
+    from wantrace.measure.verify import FORWARD_MAX_RUNS, _time_forward
+
+    calls = []
+
+    def forward(**_):
+        calls.append(1)
+        time.sleep(0.004)
+
+    cpu = torch.device("cpu")
+    fixed = _time_forward(forward, {}, cpu, repeats=3)
+    assert len(fixed.runs) == 3 and len(calls) == 3
+    timed = _time_forward(forward, {}, cpu, repeats=3, min_seconds=0.06)
+    assert 3 < len(timed.runs) <= 16 and sum(timed.runs) >= 60
+    assert timed.fastest == min(timed.runs) >= 4.0 and timed.fastest <= timed.median
+    capped = _time_forward(forward, {}, cpu, repeats=1, min_seconds=100.0)
+    assert len(capped.runs) == FORWARD_MAX_RUNS

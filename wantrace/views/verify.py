@@ -32,6 +32,8 @@ def print_result(result: VerifyResult, console: Console) -> None:
     console.print(line)
     if s["forward_ms"]:
         extra = f"forward {s['forward_ms']:.2f} ms"
+        if s.get("forward_runs", 0) > 1:
+            extra += f" (fastest of {s['forward_runs']}; median {s['forward_median_ms']:.2f} ms)"
         if s["achieved_tflops"]:
             extra += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
         if s["peak_allocated_bytes"] is not None:
