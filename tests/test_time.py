@@ -279,3 +279,84 @@ def test_sweep_rows_carry_the_time_analyze_predicts():
         assert row.categories == report.categories
     assert "forward_time_s" in sweep.to_csv().splitlines()[0]
     assert "forward_time_s" not in run_sweep(T2V_13B, "t2v-480p", frames=[17]).to_csv()
+
+
+# --- strided operands (Wan2.2's per-token modulation) and calibrate --add-missing -------------------------------
+
+def test_a_chunk_of_per_token_modulation_is_a_strided_operand():
+    import torch
+
+    from wantrace.rules import TensorSpec
+    from wantrace.work.trace import layout_of
+
+    e = torch.empty(2, 7, 6, 16, device="meta")
+    x = torch.empty(2, 7, 16, device="meta")
+    chunk = e.chunk(6, dim=2)[1].squeeze(2)  # [2, 7, 16] read with a stride of 6 x 16
+    out = [TensorSpec((2, 7, 16), torch.float32, (112, 16, 1))]
+    assert layout_of([x, chunk], out) == "strided"
+    assert layout_of([x.bfloat16(), chunk], out) == "mixed-strided"
+    assert layout_of([x, x], out) == ""
+    assert layout_of([x, e[:, :1, 0]], out) == "bcast"  # a smaller operand is a broadcast, strided or not
+
+
+def test_strided_reads_use_their_curve_or_the_contiguous_one():
+    """A profile calibrated before strided curves existed times a strided read as it did before (the contiguous
+    layout's curve: the committed predictions do not move); one that has the curve reads it."""
+    doc = fake_profile()
+    doc["calibrated"]["memory"]["bfloat16"]["elementwise/mixed-dense"] = [[1000, 7000.0], [10**9, 2 * 10**6]]
+    p = Predictor(profile_of(doc))
+    assert p._memory("elementwise", "float32", 10**6, "strided") == p._memory("elementwise", "float32", 10**6, "")
+    assert (p._memory("elementwise", "bfloat16", 10**6, "mixed-strided")
+            == p._memory("elementwise", "bfloat16", 10**6, "mixed-dense") != p._memory("elementwise", "bfloat16",
+                                                                                       10**6, ""))
+    doc["calibrated"]["memory"]["float32"]["elementwise/strided"] = [[1000, 1.0], [10**9, 10**6]]
+    q = Predictor(profile_of(doc))
+    assert q._memory("elementwise", "float32", 10**6, "strided") == pytest.approx(1000.0, rel=0.01)
+    assert q._memory("elementwise", "float32", 10**6, "") == p._memory("elementwise", "float32", 10**6, "")
+
+
+def profile_of(doc):
+    from wantrace.timing.profile import Profile, check
+
+    check(doc, "test")
+    return Profile(doc["name"], Path("test.json"), doc)
+
+
+def test_add_missing_measures_only_the_curves_a_profile_lacks(tmp_path, monkeypatch):
+    """calibrate --add-missing keeps every measured curve and adds the absent ones, listed with their date; on
+    another GPU model, or on a spec-only profile, it is one line (the jobs themselves need CUDA: stood in for)."""
+    import torch
+
+    from wantrace.measure import calibrate as cal_mod
+
+    doc = fake_profile()
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    ran = []
+
+    def job(table, dtype, key, size):
+        return cal_mod.Job(table, dtype, key, lambda: (ran.append((table, dtype, key, size)) or (size, 10.0 + size)),
+                           f"{key} {size}")
+
+    monkeypatch.setattr(cal_mod, "check_cuda", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "fake")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev=None: type("P", (), {"total_memory": 1})())
+    monkeypatch.setattr(cal_mod, "model_shapes", lambda configs: None)
+    monkeypatch.setattr(cal_mod, "gemm_jobs", lambda shapes, l2: [job("gemm", "bfloat16", "5120x5120", 1)])
+    monkeypatch.setattr(cal_mod, "sdpa_jobs", lambda shapes: [])
+    monkeypatch.setattr(cal_mod, "memory_jobs", lambda m: [job("memory", "float32", "elementwise/strided", 8),
+                                                           job("memory", "float32", "elementwise/strided", 4),
+                                                           job("memory", "float32", "cast", 4)])
+    out, added = cal_mod.add_missing(path, configs=[])
+    assert added == ["memory.float32.elementwise/strided"]
+    assert ran == [("memory", "float32", "elementwise/strided", 8), ("memory", "float32", "elementwise/strided", 4)]
+    assert out["calibrated"]["memory"]["float32"]["elementwise/strided"] == [[4, 14.0], [8, 18.0]]
+    for table in ("gemm", "sdpa"):
+        assert out["calibrated"][table] == doc["calibrated"][table]
+    assert out["calibrated"]["additions"][0]["curves"] == added
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "another GPU")
+    with pytest.raises(cal_mod.VerifyError, match="calibrated on fake, this GPU is another GPU"):
+        cal_mod.add_missing(path, configs=[])
+    path.write_text(json.dumps({**doc, "calibrated": None, "assume_from": "h200"}))
+    with pytest.raises(cal_mod.VerifyError, match="spec-only"):
+        cal_mod.add_missing(path, configs=[])

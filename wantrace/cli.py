@@ -523,11 +523,15 @@ def print_sweep(result, console: Console) -> None:
               help="Instead: time the sequence-parallel collectives over sizes (under torchrun, one process per GPU) "
                    "and write them into the existing profile at --out as its collectives section.")
 @click.option("--sizes", "sizes_text", default=None, help="With --collectives: bytes per rank, comma-separated.")
+@click.option("--add-missing", is_flag=True,
+              help="Instead: keep the calibrated profile at --out as measured and add only the curves it lacks "
+                   "(classes, layouts or shapes added since it was calibrated), on the same GPU model.")
 @one_line_errors
-def calibrate(device, out_path, models_dir, quick, collectives, sizes_text):
+def calibrate(device, out_path, models_dir, quick, collectives, sizes_text, add_missing):
     """Measure GEMM, attention, memory-bound kernels and per-op CPU overhead on this GPU, for the time predictor."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .measure.calibrate import add_missing as run_add_missing
     from .measure.calibrate import calibrate as run_calibrate
     from .measure.calibrate import check_cuda
     from .work.report import write_atomic
@@ -547,8 +551,17 @@ def calibrate(device, out_path, models_dir, quick, collectives, sizes_text):
             progress.update(task, total=n, completed=i, description=job.label)
 
         configs = sorted(Path(models_dir).glob("*/config.json")) if models_dir else None
-        doc = run_calibrate(Path(out_path), device=device, configs=configs, progress=step, quick=quick)
+        if add_missing:
+            doc, added = run_add_missing(Path(out_path), device=device, configs=configs, progress=step)
+        else:
+            doc = run_calibrate(Path(out_path), device=device, configs=configs, progress=step, quick=quick)
         progress.update(task, completed=progress.tasks[0].total, description="done")
+    if add_missing:
+        if added:
+            write_atomic(Path(out_path), json.dumps(doc, indent=1) + "\n")
+        Console().print(f"{out_path}: added {len(added)} curves" + (f" ({', '.join(added)})" if added else
+                                                                    ": it has every curve; nothing written"))
+        return
     write_atomic(Path(out_path), json.dumps(doc, indent=1) + "\n")
     cal = doc["calibrated"]
     eff = cal["efficiency"]

@@ -12,6 +12,7 @@ as long as itself (`gpu_ns`)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -298,6 +299,13 @@ def _memory_ops() -> dict[str, list[tuple[torch.dtype, Callable[[int, torch.dtyp
         f = torch.randn(length, 1, 64, device="cuda", dtype=dt)
         return lambda: a * f
 
+    def strided(other):  # x [rows, C] * e[:, k] of e [rows, 6, C]: Wan2.2's per-token modulation and gates
+        def build(n, dt):
+            a = torch.randn(rows(n), ROW, device="cuda", dtype=dt)
+            e = torch.randn(rows(n), 6, ROW, device="cuda", dtype=other or dt)[:, 2]  # a view: 1/6 of it is read
+            return lambda: a * e
+        return build
+
     def gelu(n, dt):
         a = torch.randn(n, device="cuda", dtype=dt)
         return lambda: F.gelu(a, approximate="tanh")
@@ -310,6 +318,8 @@ def _memory_ops() -> dict[str, list[tuple[torch.dtype, Callable[[int, torch.dtyp
         "elementwise/bcastcol": [(torch.float32, column)],
         "elementwise/mixed-dense": [(torch.bfloat16, mixed)],
         "elementwise/mixed-bcast": [(torch.bfloat16, row_vector(torch.float32))],
+        "elementwise/strided": [(torch.float32, strided(None))],
+        "elementwise/mixed-strided": [(torch.bfloat16, strided(torch.float32))],
         "cast": [(torch.bfloat16, cast_to(torch.float32)), (torch.float32, cast_to(torch.bfloat16)),
                  (torch.float64, cast_to(torch.float32))],
         "copy": [(torch.bfloat16, concat), (torch.float32, concat)],
@@ -479,6 +489,50 @@ def fit_python(doc: dict, config_path: Path, runs: int = 20) -> float:
         previous = set(r.stack)
     nodes = sum(1 for r in records if r.kind in ("costed", "metadata"))
     return round(max(0.0, (wall - issue) / nodes), 1)
+
+
+def add_missing(out: Path, device: str = "cuda", configs: Iterable[Path] | None = None,
+                progress=None) -> tuple[dict, list[str]]:
+    """The calibrated profile at `out` with the curves it lacks measured on this GPU (kernel classes, layouts or
+    shapes added to the calibration since it ran), everything it has kept as measured; the additions are listed
+    with their date and software in `calibrated.additions`. Returns the document and the added curves."""
+    from ..timing.profile import ProfileError, load_profile
+
+    dev = check_cuda(device)
+    try:
+        doc = copy.deepcopy(load_profile(out).doc)
+    except ProfileError as exc:
+        raise VerifyError(f"calibrate --add-missing: {exc}") from None
+    cal = doc["calibrated"]
+    if cal is None:
+        raise VerifyError(f"calibrate --add-missing: {out} is a spec-only profile; calibrate it whole first")
+    here, there = torch.cuda.get_device_name(dev), cal["device"]["name"]
+    if here != there:
+        raise VerifyError(f"calibrate --add-missing: {out} was calibrated on {there}, this GPU is {here}")
+    started = time.perf_counter()
+    configs = list(configs) if configs is not None else sorted(MODELS.glob("*/config.json"))
+    props = torch.cuda.get_device_properties(dev)
+    shapes = model_shapes(configs)
+    l2 = cal["device"].get("l2_bytes") or int(doc["spec"]["l2_bytes"]["value"])
+    jobs = [job for job in gemm_jobs(shapes, l2) + sdpa_jobs(shapes)
+            + memory_jobs(props.total_memory // 4) if job.key not in cal[job.table].get(job.dtype, {})]
+    step = progress or (lambda job, i, n: None)
+    added: dict[tuple[str, str, str], list[list[float]]] = {}
+    with torch.no_grad():
+        for i, job in enumerate(jobs):
+            step(job, i, len(jobs))
+            size, ns = job.run()
+            added.setdefault((job.table, job.dtype, job.key), []).append([size, round(ns, 1)])
+            torch.cuda.empty_cache()
+    for (table, dtype, key), points in added.items():
+        cal[table].setdefault(dtype, {})[key] = sorted(points)
+    names = [f"{table}.{dtype}.{key}" for table, dtype, key in added]
+    if names:
+        cal.setdefault("additions", []).append({
+            "curves": names, "driver": driver_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "date": datetime.date.today().isoformat(), "seconds": round(time.perf_counter() - started, 1)})
+    check(doc, str(out))
+    return doc, names
 
 
 def calibrate(out: Path, device: str = "cuda", configs: Iterable[Path] | None = None, progress=None,

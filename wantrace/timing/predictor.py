@@ -22,6 +22,7 @@ from .series import Series
 FAMILY_CLASS = {"matmul": "gemm", "conv": "gemm", "attention": "sdpa", "cast": "cast", "memory": "copy",
                 "view": "copy", "reduction": "reduction", "norm": "norm", "activation": "activation",
                 "elementwise": "elementwise"}
+AS_CONTIGUOUS = {"mixed-strided": "mixed-dense"}  # the layout a strided one was timed as before it had curves
 ASSUMPTIONS = ("eager PyTorch: every costed op is its own kernel (no fusion); one CUDA stream, kernels in issue "
                "order (no overlap); the CPU issues each op, view and module call with a calibrated overhead")
 
@@ -133,7 +134,10 @@ class Predictor:
 
     def _memory(self, cls: str, dtype: str, moved: int, layout: str = "") -> float:
         curves = self.memory.get(dtype, {})
-        curve = curves.get(f"{cls}/{layout}") if layout else None
+        curve = None
+        for key in (layout, AS_CONTIGUOUS.get(layout, "")):  # a profile without strided curves reads contiguous ones
+            if key and curve is None:
+                curve = curves.get(f"{cls}/{key}")
         if curve is None:
             curve = curves.get(cls)
         if curve is None:  # the class measured in another dtype: bytes are bytes

@@ -63,14 +63,16 @@ def _tensors(value) -> list[torch.Tensor]:
 
 def layout_of(inputs: list[torch.Tensor], outputs: list[TensorSpec]) -> str:
     """What decides an elementwise kernel's speed beyond its bytes: an input broadcast along rows (a [1, C]
-    vector: "bcast") or along the last dim ([L, 1]: "bcastcol"), and inputs of another dtype than the output
-    ("mixed-", computed in the kernel). "" for same-shape, same-dtype operands."""
+    vector: "bcast") or along the last dim ([L, 1]: "bcastcol"), a full-size input read through a strided view
+    ("strided": a chunk of Wan2.2's per-token modulation [B, L, 6, C]), and inputs of another dtype than the
+    output ("mixed-", computed in the kernel). "" for same-shape, contiguous, same-dtype operands."""
     if not outputs or not inputs:
         return ""
     out = outputs[0]
     small = [t for t in inputs if t.numel() < out.numel]
     shape = "bcastcol" if any(t.dim() and t.shape[-1] == 1 and out.shape[-1] > 1 for t in small) else (
-        "bcast" if small else "")
+        "bcast" if small else "strided" if any(t.numel() == out.numel > 1 and not t.is_contiguous() for t in inputs)
+        else "")
     mixed = any(t.dtype != out.dtype for t in inputs)
     return ("mixed-" + (shape or "dense")) if mixed else shape
 
