@@ -60,7 +60,9 @@ def markdown(folder: Path) -> str:
     for name in profiles:
         cal = load_profile(name).calibrated or {}
         out.append(f"| {name} | {cal.get('device', {}).get('name')} (driver {cal.get('driver')}) | {cal.get('torch')} "
-                   f"| {cal.get('cuda')} | {cal.get('date')} | {cal.get('seconds')} s of GPU time |")
+                   f"| {cal.get('cuda')} | {cal.get('date')} | {cal.get('seconds')} s of GPU time"
+                   + "".join(f"; +{a['seconds']} s for {len(a['curves'])} curves added {a['date']} (calibrate "
+                             "--add-missing)" for a in cal.get("additions", [])) + " |")
     out += ["", "## Runs", "",
             "| run | GPU | workload | tokens | forward predicted ms | measured ms | ratio | worst gated category | "
             "result |", "|---|---|---|---:|---:|---:|---:|---|---|"]

@@ -24,6 +24,7 @@ from .fake_profile import fake_profile, write_fake
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 T2V_13B = MODELS / "wan2.1-t2v-1.3b" / "config.json"
+T2V_14B = MODELS / "wan2.1-t2v-14b" / "config.json"
 TINY = MODELS / "wan2.1-tiny-t2v" / "config.json"
 RUNS = ROOT / "docs" / "verification" / "time"
 
@@ -107,9 +108,11 @@ def test_verify_time_needs_cuda():
 
 # --- the committed predictions ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["h200-t2v-14b-480p", "h100-t2v-1.3b-720p", "h200-off-14b-480p-batch2"])
+@pytest.mark.parametrize("name", ["time/h200-t2v-14b-480p", "time/h100-t2v-1.3b-720p", "time/h200-t2v-14b-720p",
+                                  "time/h200-t2v-14b-ci-tiny", "variants/ti2v-5b-720p", "variants/vace-14b-480p",
+                                  "variants/t2v-a14b-high-720p"])
 def test_committed_profiles_reproduce_committed_predictions(name):
-    doc = json.loads((RUNS / f"{name}.json").read_text())
+    doc = json.loads((RUNS.parent / f"{name}.json").read_text())
     w = doc["workload"]
     report = analyze(MODELS / doc["config"].split("/models/")[-1], w["id"].split("+")[0],
                      timing=Predictor(doc["time"]["profile"]),
@@ -120,17 +123,34 @@ def test_committed_profiles_reproduce_committed_predictions(name):
         assert kernel[c["category"]] == c["predicted_kernel_ns"], c["category"]
 
 
+def test_curves_added_after_a_run_move_only_what_they_time():
+    """The 14B at batch 2 ran before the H200 profile gained strided curves (calibrate --add-missing): at B = 2
+    the `1 + scale` of each modulation reads a [2, 1, C] chunk through a stride, now timed on the strided curve.
+    Its prediction moved by 7.5 us of 6.63 s, all of it in modulation & gates; every other category is as run."""
+    doc = json.loads((RUNS / "h200-off-14b-480p-batch2.json").read_text())
+    w = doc["workload"]
+    report = analyze(T2V_14B, "t2v-480p", timing=Predictor("h200"),
+                     **{k: w[k] for k in ("frames", "height", "width", "batch", "steps", "cfg", "precision")})
+    kernel = report.time["kernel_ns_by_category"]
+    moved = {c["category"]: kernel[c["category"]] - c["predicted_kernel_ns"] for c in doc["time"]["categories"]
+             if kernel[c["category"]] != c["predicted_kernel_ns"]}
+    assert moved == {"modulation & gates": 7533}
+    assert report.forward.time_ns - doc["time"]["forward"]["predicted_ns"] == 7533
+
+
 def test_committed_runs_within_tolerance_where_the_docs_say():
     """The verification table's claims, held to the files: every forward and gated category within its tolerance
-    but the launch-bound ci-tiny forwards docs/time-model.md names (the host's CPU, not the GPU, sets their pace)."""
+    but the H100's launch-bound ci-tiny forward docs/time-model.md names (its profile's Python per node was fitted on
+    a slow moment of that host, and no H100 has been lent since)."""
     misses = []
     for path in sorted(RUNS.glob("*.json")):
         t = json.loads(path.read_text())["time"]
         if not t["forward"]["pass"]:
             misses.append(f"{path.stem}: forward")
         misses += [f"{path.stem}: {c['category']}" for c in t["categories"] if not c["pass"]]
-    assert misses == ["h100-t2v-1.3b-ci-tiny: forward", "h200-host-t2v-14b-ci-tiny: forward",
-                      "h200-t2v-1.3b-ci-tiny: forward", "h200-t2v-14b-ci-tiny: forward"]
+    assert misses == ["h100-t2v-1.3b-ci-tiny: forward"]
+    for path in sorted((RUNS.parent / "variants").glob("*.json")):  # Wan2.2 and VACE on the H200: all within 15%
+        assert json.loads(path.read_text())["time"]["pass"], path.stem
 
 
 # --- what the predictor does --------------------------------------------------------------------------------------
