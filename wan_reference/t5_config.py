@@ -115,6 +115,16 @@ def load_t5_config(path: str | Path) -> T5Config:
     return t5_config_from_dict(raw)
 
 
+def is_t5_config(path: str | Path) -> bool:
+    """True for a transformers UMT5 config.json (a text encoder's), so that a command can tell it from a DiT's;
+    anything unreadable is False and left to the DiT reader's own error."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and raw.get("model_type") == TRANSFORMERS_MODEL_TYPE
+
+
 def to_transformers_t5_config(c: T5Config) -> dict:
     """The `UMT5Config` arguments of the same encoder (cross-checks and export)."""
     return {
