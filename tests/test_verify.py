@@ -111,6 +111,17 @@ def test_text_encoder_verify_on_cpu(tmp_path):
     assert rows["blocks.1.attn.attention"]["kind"] == "scope"
     assert rows["blocks.1.attn.attention"]["measured_flops"] == 2 * 2 * 2 * 48 * 48 * 64  # two einsums, batch 2
     assert rows["blocks.0.ffn.fc2"]["measured_flops"] == rows["blocks.0.ffn.fc2"]["analytic_flops"] > 0
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "verification_table.py"
+    spec = importlib.util.spec_from_file_location("verification_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "t5-tiny-cpu.json").write_text((tmp_path / "verify.json").read_text())
+    text = table.render(tmp_path / "runs")
+    assert "| t5-tiny-cpu | fp32 | 96 | 2 of 2 |" in text and "| blocks.1.ffn.fc2 |" in text
     refused = CliRunner().invoke(main, ["verify", "--device", "cpu", "--config", config, "--workload", "t2v-480p",
                                         "--out", str(tmp_path / "x")])
     assert refused.exit_code == 2 and "--workload: a DiT option" in refused.output
