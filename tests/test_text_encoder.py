@@ -100,6 +100,14 @@ def test_published_parameter_count():
     assert shapes == want  # one-to-one through the key table, shapes equal
 
 
+def test_official_state_dict_keys(tiny):
+    """The keys of models_t5_umt5-xxl-enc-bf16.pth (`T5Encoder`, shared_pos False), in upstream's order."""
+    keys = list(build_t5(tiny).state_dict())
+    layer = ["norm1.weight", "attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.o.weight", "norm2.weight",
+             "ffn.gate.0.weight", "ffn.fc1.weight", "ffn.fc2.weight", "pos_embedding.embedding.weight"]
+    assert keys == ["token_embedding.weight", *(f"blocks.{i}.{k}" for i in range(2) for k in layer), "norm.weight"]
+
+
 def test_key_table_both_ways():
     pairs = {"blocks.3.ffn.gate.0.weight": "encoder.block.3.layer.1.DenseReluDense.wi_0.weight",
              "blocks.3.ffn.fc1.weight": "encoder.block.3.layer.1.DenseReluDense.wi_1.weight",
