@@ -166,6 +166,23 @@ def test_transformers_safetensors_load_and_run(tiny, pair, tmp_path):
         assert torch.equal(loaded(ids, mask), ours(ids, mask))
     official = save_t5_checkpoint(ours, tmp_path / "official.safetensors")
     assert check_t5_checkpoint(build_t5(tiny), official)["blocks.1.ffn.fc2.weight"] == (tiny.dim, tiny.dim_ffn)
+    # the published layout: model-0000k-of-0000n.safetensors shards and model.safetensors.index.json, in a folder
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "text_encoder"
+    folder.mkdir()
+    state = {k: v.contiguous() for k, v in state_dict_to_transformers(ours).items()
+             if k != "encoder.embed_tokens.weight"}  # transformers saves shared.weight only
+    names = sorted(state)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    for shard, keys in shards.items():
+        save_file({k: state[k] for k in keys}, str(folder / shard))
+    index = {"weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    sharded = load_t5_checkpoint(build_t5(tiny, torch.bfloat16, seed=None), folder)  # bf16, as the runtime casts
+    assert sharded.blocks[0].attn.q.weight.dtype == torch.bfloat16
+    assert torch.equal(sharded.norm.weight, ours.norm.weight.to(torch.bfloat16))
 
 
 def test_pickle_is_refused_and_bad_keys_listed(tiny, pair, tmp_path):
