@@ -118,6 +118,16 @@ def load_vae_config(path: str | Path) -> VAEConfig:
     return vae_config_from_dict(raw)
 
 
+def is_vae_config(path: str | Path) -> bool:
+    """True for a diffusers `AutoencoderKLWan` config.json, so that a command can tell it from a DiT's; anything
+    unreadable is False and left to the DiT reader's own error."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and raw.get("_class_name") == DIFFUSERS_VAE_CLASS
+
+
 def to_diffusers_vae_config(c: VAEConfig) -> dict:
     """The `AutoencoderKLWan` constructor arguments of the same architecture (cross-checks and export)."""
     return {

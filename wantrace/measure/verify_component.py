@@ -1,8 +1,9 @@
-"""wantrace verify for a pipeline component beside the DiT (today the umT5 text encoder): the checks of
-verify.py on the component's own trace. FlopCounterMode per module and a dispatch counter with its formulas
-per functional scope against the report's `torch` convention; wall or CUDA-event time per module and scope;
-peak allocated memory beside the analytic parameter + activation bytes. There is no predicted-time check
-here: the time model's categories are the DiT's."""
+"""wantrace verify for a pipeline component beside the DiT: the umT5 text encoder, the CLIP image encoder and the
+Wan VAE (encode or decode, its chunked schedule with the feature cache as upstream runs it). The checks of
+verify.py on the component's own trace: FlopCounterMode per module and a dispatch counter with its formulas per
+functional scope against the trace's `torch` convention; wall or CUDA-event time per module and scope; peak
+allocated memory beside the analytic parameter + peak activation bytes (informational). There is no
+predicted-time check here: the time model's categories are the DiT's."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from wan_reference.precision import get_policy
 from wan_reference.t5 import build_t5
-from wan_reference.t5_config import TEXT_LEN, load_t5_config
+from wan_reference.t5_config import TEXT_LEN, is_t5_config, load_t5_config
+from wan_reference.vae import build_vae
+from wan_reference.vae_config import is_vae_config, load_vae_config
 
 from ..work.analysis import roll_up
 from ..work.text_encoder import trace_text_encoder
-from ..work.trace import Trace
+from ..work.trace import ROOT, Trace
+from ..work.vae import DIRECTIONS, VAETrace, VAEWorkloadError, latent_shape, trace_vae
+from ..work.workload import PRESETS
 from .device import VerifyError, check_device, device_info
 from .probe import Probe, timed
 from .verify import (
@@ -33,6 +38,17 @@ from .verify import (
     fill_from_children,
     module_counts,
 )
+
+COMPONENTS = ("text_encoder", "vae")
+
+
+def component_of(config_path: str | Path) -> str | None:
+    """Which pipeline component a config.json describes (None: not one of them, e.g. a DiT's)."""
+    if is_t5_config(config_path):
+        return "text_encoder"
+    if is_vae_config(config_path):
+        return "vae"
+    return None
 
 
 @dataclasses.dataclass
@@ -72,6 +88,9 @@ class ComponentResult:
                 "tolerance": self.tolerance,
                 "time": "CUDA events per module and scope (inclusive)" if self.device["type"] == "cuda"
                         else "wall time per module and scope (CPU, informational)",
+                "memory": "peak allocated (torch.cuda.max_memory_allocated over the timed calls, the weights and "
+                          "inputs resident) against analytic parameter + peak activation bytes; informational, "
+                          "not gated: the allocator's rounding and the kernels' workspaces are not in the trace",
             },
             "pass": self.passed,
             "summary": {
@@ -86,12 +105,15 @@ class ComponentResult:
                 "peak_allocated_bytes": self.peak_allocated,
                 "analytic_param_bytes": self.param_bytes,
                 "analytic_activation_bytes": self.activation_bytes,
+                "analytic_peak_bytes": self.param_bytes + self.activation_bytes,
+                "peak_ratio": round(self.peak_allocated / (self.param_bytes + self.activation_bytes), 4)
+                if self.peak_allocated is not None else None,
             },
             "modules": [row.to_dict(self.tolerance) for row in self.rows],
         }
 
 
-def run_component(component: str, trace: Trace, model: torch.nn.Module, inputs: dict, dev: torch.device, *,
+def run_component(component: str, trace: Trace | VAETrace, model: torch.nn.Module, inputs: dict, dev: torch.device, *,
                   setup: dict, tolerance: float, repeats: int, step: Callable[[str], None]) -> ComponentResult:
     """Run `model` (the component, real weights on `dev`) on `inputs` and compare it with `trace`, whose ids
     are the model's module paths and scopes."""
@@ -101,12 +123,16 @@ def run_component(component: str, trace: Trace, model: torch.nn.Module, inputs: 
         model(**inputs)
     _sync(dev)
     step("counting FLOPs (FlopCounterMode)")
-    probe = Probe(model)
+    called: set[str] = set()
+    probe = Probe(model, on_enter=called.add)
     with torch.no_grad(), probe.active():
         with FlopCounterMode(display=False, custom_mapping=attention_formulas()) as counter:
             with ScopeFlops(probe, counter.flop_registry) as scope_counter:
                 model(**inputs)
-    per_module = module_counts(counter, model)
+    # FlopCounterMode lists only modules that ran a counted op: a called SiLU or Dropout counts 0, so that a
+    # container never called itself (the VAE's `residual` Sequentials) still sums its children
+    modules_of_model = {name or ROOT for name, _ in model.named_modules()}
+    per_module = {ident: 0 for ident in called & modules_of_model} | module_counts(counter, model)
     times: dict[str, float] = {}
     for i in range(repeats):
         step(f"timing modules and scopes ({i + 1}/{repeats})")
@@ -155,7 +181,63 @@ def verify_text_encoder(config_path: str | Path, *, device: str = "cpu", precisi
     mask[:, : max(1, text_len // 4)] = 1
     ids = ids * mask  # padding is token 0
     setup = {"config": str(config_path), "variant": "umt5 text encoder", "precision": policy.name,
-             "dtype": str(policy.text).removeprefix("torch."), "text_len": text_len, "batch": batch,
-             "layers": config.num_layers}
+             "dtype": str(policy.text).removeprefix("torch."),
+             "call": f"{batch} x {text_len} tokens, {config.num_layers} layers",
+             "tokens": batch * text_len, "text_len": text_len, "batch": batch, "layers": config.num_layers}
     return run_component("text_encoder", trace, model, {"ids": ids, "mask": mask}, dev, setup=setup,
                          tolerance=tolerance, repeats=repeats, step=step)
+
+
+def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str = "decode", workload: str = "ci-tiny",
+               frames: int | None = None, height: int | None = None, width: int | None = None,
+               batch: int | None = None, precision: str | None = None, tolerance: float = 0.05, repeats: int = 3,
+               seed: int = 0, progress=None) -> ComponentResult:
+    """One encode or decode of the Wan VAE for real (seeded random weights in the policy's VAE dtype), through
+    its whole chunk schedule with the feature cache, on a video of `workload`'s size (or --frames, --height,
+    --width): encode reads that video, decode writes it from its latents."""
+    step = progress or (lambda message: None)
+    dev = check_device(device)
+    if direction not in DIRECTIONS:
+        raise VerifyError(f"--direction: 'encode' or 'decode', got {direction!r}")
+    if workload not in PRESETS:
+        raise VerifyError(f"--workload: unknown preset {workload!r}")
+    preset = PRESETS[workload]
+    frames = preset.frames if frames is None else frames
+    height = preset.height if height is None else height
+    width = preset.width if width is None else width
+    batch = 1 if batch is None else batch
+    for name, value in (("--batch", batch), ("--repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise VerifyError(f"{name}: a positive integer, got {value!r}")
+    config = load_vae_config(config_path)
+    policy = get_policy(precision or "wan-official")
+    step(f"analytic trace ({direction}, {frames} x {height} x {width}, {policy.name})")
+    try:
+        trace = trace_vae(config, policy, frames, height, width, direction, batch=batch)
+    except VAEWorkloadError as exc:
+        raise VerifyError(f"video size: {exc}") from None
+    step(f"building the VAE ({policy.vae}) on {dev}")
+    model = build_vae(config, policy.vae, device=dev, seed=seed)
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    if direction == "encode":  # a video in [-1, 1]
+        x = torch.rand(trace.input_shape, generator=gen, device=dev, dtype=torch.float32) * 2 - 1
+    else:  # normalised latents
+        x = torch.randn(trace.input_shape, generator=gen, device=dev, dtype=torch.float32)
+    chunks = sum(1 for c in trace.chunks if c.frames_in)
+    setup = {"config": str(config_path), "variant": "wan-vae", "precision": policy.name,
+             "dtype": str(policy.vae).removeprefix("torch."), "workload": workload if frames == preset.frames and
+             height == preset.height and width == preset.width else None,
+             "call": f"{direction} {batch} x {frames} x {height} x {width} ({chunks} chunks)",
+             "direction": direction, "batch": batch, "frames": frames, "height": height, "width": width,
+             "latent": list(latent_shape(config, frames, height, width)), "input_shape": list(trace.input_shape),
+             "output_shape": list(trace.output_shape), "chunks": chunks}
+    return run_component(f"vae.{direction}", trace, model, {"x": x.to(policy.vae), "direction": direction}, dev,
+                         setup=setup, tolerance=tolerance, repeats=repeats, step=step)
+
+
+VERIFIERS: dict[str, Callable[..., ComponentResult]] = {"text_encoder": verify_text_encoder, "vae": verify_vae}
+
+
+def verify_component(component: str, config_path: str | Path, **options) -> ComponentResult:
+    """The verify of `component` (one of COMPONENTS, e.g. from `component_of`) with its own options."""
+    return VERIFIERS[component](config_path, **options)

@@ -117,22 +117,23 @@ def _opt(fmt, x) -> str:
 
 
 def print_component_result(result: ComponentResult, console: Console) -> None:
-    """A component's verify (the text encoder): what ran, the FLOP comparison, time and memory, the verdict."""
+    """A component's verify (text encoder, image encoder, VAE): what ran, the FLOP comparison, time and memory
+    (measured peak against the analytic parameter + activation bytes), the verdict."""
     doc = result.to_dict()
     s = doc["summary"]
-    console.print(f"{doc['component']} · {doc['variant']} · {doc['layers']} layers · {doc['batch']} x "
-                  f"{doc['text_len']} tokens · {doc['precision']} ({doc['dtype']}) · {doc['device']['name']} · "
-                  f"torch {doc['torch']}")
+    console.print(" · ".join([doc["component"], doc["variant"], doc["call"], f"{doc['precision']} ({doc['dtype']})",
+                              doc["device"]["name"], f"torch {doc['torch']}"]))
     console.print(f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error "
                   f"{100 * s['max_rel_error']:.4f}% (tolerance {100 * result.tolerance:.1f}%); FlopCounterMode "
                   f"total {s['flop_counter_total']:,} vs analytic {s['analytic_total']:,}")
     line = f"forward {s['forward_ms']:.2f} ms"
     if s["achieved_tflops"]:
         line += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
+    memory = (f"analytic params {nbytes(s['analytic_param_bytes'])} + peak activations "
+              f"{nbytes(s['analytic_activation_bytes'])} = {nbytes(s['analytic_peak_bytes'])}")
     if s["peak_allocated_bytes"] is not None:
-        line += (f"; peak allocated {nbytes(s['peak_allocated_bytes'])} vs analytic params "
-                 f"{nbytes(s['analytic_param_bytes'])} + activations {nbytes(s['analytic_activation_bytes'])}")
-    console.print(line)
+        memory = f"peak allocated {nbytes(s['peak_allocated_bytes'])} (x{s['peak_ratio']:.3f}) vs {memory}"
+    console.print(f"{line}; {memory}")
     if result.offenders:
         bad = Table(title="[red]modules over the tolerance", title_justify="left")
         for name in ("id", "analytic", "measured", "error"):
