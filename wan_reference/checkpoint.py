@@ -113,22 +113,44 @@ def check_checkpoint(model: WanModel, path: str | Path) -> dict[str, tuple[int, 
 
     Returns the official-named shapes; raises one `CheckpointError` listing every problem."""
     shapes = to_official_names(read_shapes(path))
+    compare_shapes(model, shapes, path)
+    return shapes
+
+
+def compare_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], path: str | Path) -> None:
+    """A checkpoint's official names and shapes against the model's parameters: one `CheckpointError` listing
+    every missing, unexpected and mis-shaped key (every component's loader uses this)."""
     expected = {k: tuple(p.shape) for k, p in model.named_parameters()}
-    missing = expected.keys() - shapes.keys()
-    unexpected = shapes.keys() - expected.keys()
-    mismatched = [
-        f"{k} {list(shapes[k])} != {list(v)}" for k, v in expected.items() if k in shapes and shapes[k] != v
-    ]
     problems = []
-    if missing:
+    if missing := expected.keys() - shapes.keys():
         problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected:
+    if unexpected := shapes.keys() - expected.keys():
         problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched:
+    if mismatched := [f"{k} {list(shapes[k])} != {list(v)}" for k, v in expected.items()
+                      if k in shapes and shapes[k] != v]:
         problems.append(f"shape mismatches: {_listing(mismatched, 4)}")
     if problems:
         raise CheckpointError(f"checkpoint {Path(path).name}: " + "; ".join(problems))
-    return shapes
+
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def refuse_pickle(path: Path, advice: str) -> None:
+    """A pickled checkpoint (the official .pth files) is never unpickled; `advice` says what to use instead."""
+    if path.suffix in PICKLE_SUFFIXES:
+        raise CheckpointError(f"checkpoint: {path.name} is a pickled checkpoint, which is never loaded; {advice}")
+
+
+def assign_parameters(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> bool:
+    """Assign checked official-named tensors to the model's parameters, each in its parameter's dtype (from meta
+    they land on CPU); returns whether the model was on meta (its buffers then need recomputing)."""
+    params = dict(model.named_parameters())
+    on_meta = next(iter(params.values())).is_meta
+    state = {k: tensors[k].to(device="cpu" if on_meta else p.device, dtype=p.dtype) for k, p in params.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    model.requires_grad_(False)
+    return on_meta
 
 
 def load_checkpoint(model: WanModel, path: str | Path) -> WanModel:
@@ -136,15 +158,7 @@ def load_checkpoint(model: WanModel, path: str | Path) -> WanModel:
 
     Names and shapes are checked before any weight is read; values take each parameter's policy dtype."""
     check_checkpoint(model, path)
-    tensors = to_official_names(read_tensors(path))
-    params = dict(model.named_parameters())
-    on_meta = next(iter(params.values())).is_meta
-    state = {
-        k: tensors[k].to(device="cpu" if on_meta else p.device, dtype=p.dtype) for k, p in params.items()
-    }
-    model.load_state_dict(state, strict=True, assign=True)
-    model.requires_grad_(False)
-    if on_meta:
+    if assign_parameters(model, to_official_names(read_tensors(path))):
         model.reset_tables()
     return model
 

@@ -63,8 +63,8 @@ class AttentionBlock(nn.Module):
         self.norm1 = LayerNorm(c.dim, eps=c.norm_eps)
         self.attn = SelfAttention(c.dim, c.num_heads)
         self.norm2 = LayerNorm(c.dim, eps=c.norm_eps)
-        self.mlp = nn.Sequential(nn.Linear(c.dim, c.mlp_dim), QuickGELU() if c.activation == "quick_gelu" else nn.GELU(),
-                                 nn.Linear(c.mlp_dim, c.dim), nn.Dropout(0.0))
+        act = QuickGELU() if c.activation == "quick_gelu" else nn.GELU()
+        self.mlp = nn.Sequential(nn.Linear(c.dim, c.mlp_dim), act, nn.Linear(c.mlp_dim, c.dim), nn.Dropout(0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -95,7 +95,7 @@ class VisionTransformer(nn.Module):
             x = torch.cat([self.cls_embedding.expand(x.shape[0], -1, -1), x], dim=1)
             x = self.dropout(x + self.pos_embedding)
         x = self.pre_norm(x)
-        for block in self.transformer[: self.config.run_layers]:
+        for block in list(self.transformer)[: self.config.run_layers]:
             x = block(x)
         return x
 

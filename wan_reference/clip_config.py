@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import ConfigError
 
-ACTIVATIONS = ("gelu", "quick_gelu")  # the official AttentionBlock's choices without swi_glu (transformers has no SwiGLU)
+ACTIVATIONS = ("gelu", "quick_gelu")  # the official AttentionBlock's, less swi_glu (not in transformers' CLIP)
 # CLIP's image statistics (official `_clip` transforms, transformers' CLIPImageProcessor): RGB mean and std
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
