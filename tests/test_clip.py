@@ -231,3 +231,19 @@ def test_records_roll_up_and_images_per_task(tiny):
     assert [images_per_generation(t) for t in ("t2v", "i2v", "flf2v", "vace")] == [0, 1, 2, 0]
     with pytest.raises(ImageEncoderWorkloadError, match="^height: must be a positive integer"):
         trace_image_encoder(tiny, "fp32", height=0)
+
+
+def test_verify_script_on_cpu(tiny):
+    """scripts/verify_clip.py, the GPU check of issue 11 ("CLIP on one image"), run on CPU in fp32: every
+    module's FlopCounterMode count equals the trace's."""
+    import importlib.util
+
+    path = MODELS.parent / "scripts" / "verify_clip.py"
+    spec = importlib.util.spec_from_file_location("verify_clip", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = module.verify_clip(TINY, "cpu", "fp32", images=2, height=64, width=96, repeats=1)
+    assert doc["flops_predicted"] == doc["flops_measured"] == matmul_flops(tiny, 2)
+    assert doc["max_module_error"] == 0.0 and not doc["modules_unmeasured"]
+    assert {r["id"] for r in doc["rows"]} >= {"model", "visual.patch_embedding", "visual.transformer.1.mlp.2"}
