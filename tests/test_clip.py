@@ -188,13 +188,14 @@ def matmul_flops(c: CLIPConfig, batch: int) -> int:
     return patches + c.run_layers * block
 
 
-@pytest.mark.parametrize("policy", ["wan-official", "fp32"])
-def test_flops_equal_flop_counter_and_closed_form(policy):
-    config = CLIPConfig()
+@pytest.mark.parametrize("published, policy, expected", [(True, "wan-official", 648_287_672_320),
+                                                          (False, "fp32", 9_389_056)])
+def test_flops_equal_flop_counter_and_closed_form(tiny, published, policy, expected):
+    config = CLIPConfig() if published else tiny
     trace = trace_image_encoder(config, policy, batch=2, height=480, width=832, strict=True)
     assert not [r for r in trace.records if r.kind == "unknown"]
     flops = sum(r.cost.flops_torch for r in trace.records)
-    assert flops == _flops_counted(config, policy, 2, 480, 832) == matmul_flops(config, 2) == 648_287_672_320
+    assert flops == _flops_counted(config, policy, 2, 480, 832) == matmul_flops(config, 2) == expected
 
 
 def test_resize_reads_the_whole_image_and_nothing_else_depends_on_it(tiny):
