@@ -21,6 +21,7 @@ from wan_reference.clip_config import (
     CLIPConfig,
     clip_config_from_dict,
     load_clip_config,
+    text_tower_params,
     to_transformers_clip_config,
 )
 from wan_reference.clip_keys import clip_from_transformers, clip_key_table
@@ -94,6 +95,18 @@ def test_published_config_and_parameter_counts():
     ours = {k: tuple(v.shape) for k, v in state_dict_to_transformers(model).items()}
     assert ours == {k: tuple(v.shape) for k, v in with_projection.state_dict().items()}
     assert len(model.state_dict()) == 32 * 12 + 8 and len(ours) == 32 * 16 + 8
+
+
+def test_official_text_tower_count():
+    """The official .pth also holds XLM-RoBERTa-large (loaded to the GPU with the tower, never run): transformers'
+    XLMRobertaModel without pooler plus the official head's two 1024 x 1024 matrices."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.XLMRobertaConfig(vocab_size=250002, hidden_size=1024, num_hidden_layers=24,
+                                           num_attention_heads=16, intermediate_size=4096,
+                                           max_position_embeddings=514, type_vocab_size=1)
+    with torch.device("meta"):
+        roberta = transformers.XLMRobertaModel(config, add_pooling_layer=False)
+    assert text_tower_params() == sum(p.numel() for p in roberta.parameters()) + 2 * 1024 * 1024 == 560_937_984
 
 
 @pytest.mark.parametrize("change, field", [

@@ -79,6 +79,17 @@ def _validate(c: CLIPConfig) -> None:
         raise ConfigError(f"norm_eps: must be a positive number, got {c.norm_eps!r}")
 
 
+def text_tower_params(vocab: int = 250002, max_text_len: int = 514, type_size: int = 1, dim: int = 1024,
+                      layers: int = 24) -> int:
+    """Parameters of the official checkpoint's `textual.*` (XLM-RoBERTa-large with its head; the defaults are
+    clip_xlm_roberta_vit_h_14's): Wan never runs it, but the official CLIPModel loads it and moves it to the GPU
+    with the visual tower. Embeddings and their LayerNorm; per block q, k, v, o, two LayerNorms, a 4x MLP; the head's
+    two bias-free dim x dim Linears (mid_dim = out_dim = 1024). `log_scale` adds 1 more."""
+    embeddings = (vocab + type_size + max_text_len) * dim + 2 * dim
+    block = 4 * (dim * dim + dim) + 2 * 2 * dim + (dim * 4 * dim + 4 * dim) + (4 * dim * dim + dim)
+    return embeddings + layers * block + 2 * dim * dim
+
+
 TRANSFORMERS_MODEL_TYPE = "clip_vision_model"
 # transformers field -> official field; the first six define the size and are required
 _FIELDS = {"image_size": "image_size", "patch_size": "patch_size", "hidden_size": "dim",
