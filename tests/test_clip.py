@@ -26,6 +26,7 @@ from wan_reference.clip_config import (
 )
 from wan_reference.clip_keys import clip_from_transformers, clip_key_table
 from wantrace.work.analysis import roll_up
+from wantrace.work.categories import category_of
 from wantrace.work.image_encoder import ImageEncoderWorkloadError, images_per_generation, trace_image_encoder
 
 from .conftest import MODELS
@@ -261,3 +262,20 @@ def test_verify_script_on_cpu(tiny):
     assert doc["flops_predicted"] == doc["flops_measured"] == matmul_flops(tiny, 2)
     assert doc["max_module_error"] == 0.0 and not doc["modules_unmeasured"]
     assert {r["id"] for r in doc["rows"]} >= {"model", "visual.patch_embedding", "visual.transformer.1.mlp.2"}
+
+
+def test_categories_split_the_closed_form(tiny):
+    """The encoder's rows fall in the DiT's categories: attention core, projections, FFN, embeddings (the patch
+    embedding) carry exactly the closed form's terms; norms and casts move bytes only; resize, normalise and the
+    residual adds are `other`."""
+    c, n = tiny, tiny.tokens
+    trace = trace_image_encoder(c, "wan-official", batch=1, strict=True)
+    flops: dict[str, int] = {}
+    for r in trace.records:
+        flops[category_of(r.module, r.family)] = flops.get(category_of(r.module, r.family), 0) + r.cost.flops_torch
+    assert flops["self-attention core"] == c.run_layers * 4 * n * n * c.dim
+    assert flops["attention projections"] == c.run_layers * 2 * n * 4 * c.dim * c.dim
+    assert flops["FFN"] == c.run_layers * 2 * n * 2 * c.dim * c.mlp_dim
+    assert flops["embeddings"] == 2 * (n - 1) * c.dim * 3 * c.patch_size ** 2
+    assert flops["norms"] == flops["dtype casts"] == flops["other"] == 0
+    assert category_of("visual.transformer.4.norm2") == "norms" and category_of("resize") == "other"
