@@ -27,7 +27,12 @@ from wan_reference.clip_config import (
 from wan_reference.clip_keys import clip_from_transformers, clip_key_table
 from wantrace.work.analysis import roll_up
 from wantrace.work.categories import category_of
-from wantrace.work.image_encoder import ImageEncoderWorkloadError, images_per_generation, trace_image_encoder
+from wantrace.work.image_encoder import (
+    ImageEncoderWorkloadError,
+    images_per_generation,
+    resident_weight_bytes,
+    trace_image_encoder,
+)
 
 from .conftest import MODELS
 
@@ -96,6 +101,13 @@ def test_published_config_and_parameter_counts():
     ours = {k: tuple(v.shape) for k, v in state_dict_to_transformers(model).items()}
     assert ours == {k: tuple(v.shape) for k, v in with_projection.state_dict().items()}
     assert len(model.state_dict()) == 32 * 12 + 8 and len(ours) == 32 * 16 + 8
+
+
+def test_resident_weights():
+    """Official: the whole XLM-RoBERTa CLIP in fp16 on the GPU; diffusers: CLIPVisionModel (no projection) in fp32."""
+    config = CLIPConfig()
+    assert resident_weight_bytes(config, "wan-official") == (VISUAL_PARAMS + 560_937_984 + 1) * 2 == 2_386_029_570
+    assert resident_weight_bytes(config, "bf16") == TRANSFORMERS_NO_PROJECTION * 4 == 2_523_064_320
 
 
 def test_official_text_tower_count():

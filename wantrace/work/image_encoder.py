@@ -21,7 +21,7 @@ import torch
 import torch.fx
 
 from wan_reference.clip import build_clip
-from wan_reference.clip_config import CLIPConfig
+from wan_reference.clip_config import CLIPConfig, text_tower_params
 from wan_reference.precision import PrecisionPolicy, get_policy
 
 from .nodynamo import dynamo_not_imported
@@ -38,6 +38,20 @@ def images_per_generation(task: str) -> int:
     """How many images one generation of `task` encodes with CLIP: i2v its image, flf2v its first and last
     frames (in one call); t2v and VACE none."""
     return IMAGES.get(task, 0)
+
+
+def resident_weight_bytes(config: CLIPConfig, policy: str | PrecisionPolicy) -> int:
+    """Bytes of CLIP weights on the device while the encoder runs. `wan-official`: the official CLIPModel builds the
+    whole XLM-RoBERTa CLIP on the GPU in clip_dtype (fp16): the visual tower, the text tower it never runs, and
+    `log_scale`; it stays there from WanI2V's construction until `--offload_model` moves it to the CPU after the call
+    (without the flag, for the whole generation). Otherwise diffusers' `CLIPVisionModel` in the policy's dtype: the
+    tower without the projection `head`."""
+    policy = get_policy(policy)
+    tower = build_clip(config, policy).visual
+    params = sum(p.numel() for p in tower.parameters())
+    if policy.name == "wan-official":
+        return (params + text_tower_params() + 1) * policy.image_encoder.itemsize
+    return (params - tower.head.numel()) * policy.image_encoder.itemsize
 
 
 def trace_graph(config: CLIPConfig, policy: PrecisionPolicy, batch: int) -> torch.fx.GraphModule:
@@ -65,4 +79,5 @@ def trace_image_encoder(config: CLIPConfig, policy: str | PrecisionPolicy, batch
     return Trace(gm, interpreter.records, interpreter.peak_activation_bytes())
 
 
-__all__ = ["ImageEncoderWorkloadError", "images_per_generation", "trace_graph", "trace_image_encoder"]
+__all__ = ["ImageEncoderWorkloadError", "images_per_generation", "resident_weight_bytes", "trace_graph",
+           "trace_image_encoder"]
