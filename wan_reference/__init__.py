@@ -1,7 +1,11 @@
-"""A faithful, meta-traceable reimplementation of the Wan2.1 diffusion transformer (DiT) and its VAE."""
+"""A faithful, meta-traceable reimplementation of the Wan2.1 diffusion transformer (DiT), its VAE and its CLIP
+image encoder."""
 
 from .build import build_model, init_random, make_inputs
 from .checkpoint import CheckpointError, check_checkpoint, load_checkpoint, save_checkpoint
+from .clip import CLIPImageEncoder, build_clip
+from .clip_checkpoint import check_clip_checkpoint, load_clip_checkpoint
+from .clip_config import CLIPConfig, load_clip_config
 from .config import ConfigError, WanConfig, load_config
 from .geometry import Geometry, GeometryError, geometry
 from .keys import KeyMappingError, from_diffusers, to_diffusers
@@ -13,6 +17,8 @@ from .vae_config import VAEConfig, load_vae_config
 
 __all__ = [
     "POLICIES",
+    "CLIPConfig",
+    "CLIPImageEncoder",
     "CheckpointError",
     "ConfigError",
     "Geometry",
@@ -23,15 +29,19 @@ __all__ = [
     "WanConfig",
     "WanModel",
     "WanVAE",
+    "build_clip",
     "build_model",
     "build_vae",
     "check_checkpoint",
+    "check_clip_checkpoint",
     "check_vae_checkpoint",
     "from_diffusers",
     "geometry",
     "get_policy",
     "init_random",
     "load_checkpoint",
+    "load_clip_checkpoint",
+    "load_clip_config",
     "load_config",
     "load_vae_checkpoint",
     "load_vae_config",
