@@ -33,20 +33,22 @@ def render(folder: Path) -> str:
         "",
         "## Runs",
         "",
-        "| run | precision | tokens | blocks | modules + scopes compared | max FLOP error (torch convention) | "
-        "forward | achieved | peak allocated | analytic params + activations | result |",
+        "| run | precision | tokens (DiT) or call (component) | blocks | modules + scopes compared | "
+        "max FLOP error (torch convention) | forward | achieved | peak allocated | analytic params + activations | "
+        "result |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, d in docs:
         s = d["summary"]
-        if "component" in d:  # a pipeline component (verify on a text encoder config): its prompt tokens, layers
-            d["tokens"], d["blocks"] = d["batch"] * d["text_len"], {"run": d["layers"], "of": d["layers"]}
-        blocks = f"{d['blocks']['run']} of {d['blocks']['of']}"
+        # a pipeline component (text encoder, image encoder, VAE): what it was called on, its layers in the call
+        size, blocks = (d["call"], "-") if "component" in d else (
+            f"{d['tokens']:,}", f"{d['blocks']['run']} of {d['blocks']['of']}")
         achieved = f"{s['achieved_tflops']:.0f} TFLOP/s" if s["achieved_tflops"] else "-"
+        peak = _b(s["peak_allocated_bytes"]) + (f" (x{s['peak_ratio']:.2f})" if s.get("peak_ratio") else "")
         lines.append(
-            f"| {name} | {d['precision']} | {d['tokens']:,} | {blocks} | {s['modules_compared']:,} | "
+            f"| {name} | {d['precision']} | {size} | {blocks} | {s['modules_compared']:,} | "
             f"{100 * s['max_rel_error']:.1f}% | {s['forward_ms']:.1f} ms | {achieved} | "
-            f"{_b(s['peak_allocated_bytes'])} | {nbytes(s['analytic_param_bytes'])} + "
+            f"{peak} | {nbytes(s['analytic_param_bytes'])} + "
             f"{nbytes(s['analytic_activation_bytes'])} | {'pass' if d['pass'] else 'FAIL'} |"
         )
     for name, d in docs:
@@ -88,10 +90,15 @@ def render(folder: Path) -> str:
 
 
 def _component(name: str, d: dict) -> list[str]:
-    """A component run's section: its ten costliest leaf modules and scopes (the time model's categories are
-    the DiT's, so a component has none)."""
-    lines = ["", f"## {name}", "", f"`{d['component']}` ({d['variant']}) · {d['batch']} x {d['text_len']} tokens · "
-             f"{d['precision']} · {d['layers']} layers · {d['device']['name']}", "",
+    """A component run's section: what ran, its memory against the analytic peak, its ten costliest leaf modules
+    and scopes (the time model's categories are the DiT's, so a component has none)."""
+    s = d["summary"]
+    memory = (f"analytic peak {nbytes(s['analytic_peak_bytes'])} (params {nbytes(s['analytic_param_bytes'])} + "
+              f"activations {nbytes(s['analytic_activation_bytes'])})")
+    if s.get("peak_allocated_bytes") is not None:
+        memory = f"peak allocated {nbytes(s['peak_allocated_bytes'])}, x{s['peak_ratio']:.3f} the {memory}"
+    lines = ["", f"## {name}", "", f"`{d['component']}` ({d['variant']}) · {d['call']} · {d['precision']} "
+             f"({d['dtype']}) · {d['device']['name']}; {memory}.", "",
              "| module or scope | analytic FLOPs | measured FLOPs | error | analytic bytes | time | TFLOP/s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     ids = [m["id"] for m in d["modules"]]

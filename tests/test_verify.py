@@ -121,7 +121,4 @@ def test_text_encoder_verify_on_cpu(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "t5-tiny-cpu.json").write_text((tmp_path / "verify.json").read_text())
     text = table.render(tmp_path / "runs")
-    assert "| t5-tiny-cpu | fp32 | 96 | 2 of 2 |" in text and "| blocks.1.ffn.fc2 |" in text
-    refused = CliRunner().invoke(main, ["verify", "--device", "cpu", "--config", config, "--workload", "t2v-480p",
-                                        "--out", str(tmp_path / "x")])
-    assert refused.exit_code == 2 and "--workload: a DiT option" in refused.output
+    assert "| t5-tiny-cpu | fp32 | 2 x 48 tokens, 2 layers | - |" in text and "| blocks.1.ffn.fc2 |" in text

@@ -132,6 +132,19 @@ def load_clip_config(path: str | Path) -> CLIPConfig:
     return clip_config_from_dict(raw)
 
 
+def is_clip_config(path: str | Path) -> bool:
+    """True for a transformers CLIPVisionConfig (or a CLIPConfig with a vision_config), an image encoder's
+    config.json, so that a command can tell it from a DiT's; anything unreadable is False."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(raw, dict):
+        return False
+    return raw.get("model_type") == TRANSFORMERS_MODEL_TYPE or (
+        raw.get("model_type") == "clip" and isinstance(raw.get("vision_config"), dict))
+
+
 def to_transformers_clip_config(c: CLIPConfig) -> dict:
     """The `CLIPVisionConfig` arguments of the same tower (cross-checks and export)."""
     out = {name: getattr(c, official) for name, official in _FIELDS.items()}

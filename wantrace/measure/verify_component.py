@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from wan_reference.clip import build_clip
+from wan_reference.clip_config import is_clip_config, load_clip_config
 from wan_reference.precision import get_policy
 from wan_reference.t5 import build_t5
 from wan_reference.t5_config import TEXT_LEN, is_t5_config, load_t5_config
@@ -22,6 +24,7 @@ from wan_reference.vae import build_vae
 from wan_reference.vae_config import is_vae_config, load_vae_config
 
 from ..work.analysis import roll_up
+from ..work.image_encoder import ImageEncoderWorkloadError, trace_image_encoder
 from ..work.text_encoder import trace_text_encoder
 from ..work.trace import ROOT, Trace
 from ..work.vae import DIRECTIONS, VAETrace, VAEWorkloadError, latent_shape, trace_vae
@@ -39,13 +42,15 @@ from .verify import (
     module_counts,
 )
 
-COMPONENTS = ("text_encoder", "vae")
+COMPONENTS = ("text_encoder", "image_encoder", "vae")
 
 
 def component_of(config_path: str | Path) -> str | None:
     """Which pipeline component a config.json describes (None: not one of them, e.g. a DiT's)."""
     if is_t5_config(config_path):
         return "text_encoder"
+    if is_clip_config(config_path):
+        return "image_encoder"
     if is_vae_config(config_path):
         return "vae"
     return None
@@ -156,6 +161,23 @@ def run_component(component: str, trace: Trace | VAETrace, model: torch.nn.Modul
     )
 
 
+def _video_size(workload: str, frames: int | None, height: int | None,
+                width: int | None) -> tuple[int, int, int, str | None]:
+    """--frames/--height/--width, each defaulting to the --workload preset's; the preset's id when it is exact."""
+    if workload not in PRESETS:
+        raise VerifyError(f"--workload: unknown preset {workload!r}")
+    preset = PRESETS[workload]
+    size = (preset.frames if frames is None else frames, preset.height if height is None else height,
+            preset.width if width is None else width)
+    return (*size, workload if size == (preset.frames, preset.height, preset.width) else None)
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise VerifyError(f"--{name.replace('_', '-')}: a positive integer, got {value!r}")
+
+
 def verify_text_encoder(config_path: str | Path, *, device: str = "cpu", precision: str | None = None,
                         text_len: int | None = None, batch: int | None = None, tolerance: float = 0.05,
                         repeats: int = 3, seed: int = 0, progress=None) -> ComponentResult:
@@ -166,9 +188,7 @@ def verify_text_encoder(config_path: str | Path, *, device: str = "cpu", precisi
     dev = check_device(device)
     text_len = TEXT_LEN if text_len is None else text_len
     batch = 1 if batch is None else batch
-    for name, value in (("--text-len", text_len), ("--batch", batch), ("--repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise VerifyError(f"{name}: a positive integer, got {value!r}")
+    _positive(text_len=text_len, batch=batch, repeats=repeats)
     config = load_t5_config(config_path)
     policy = get_policy(precision or "bf16")
     step(f"analytic trace ({config.num_layers} layers, {text_len} tokens, {policy.name})")
@@ -188,6 +208,39 @@ def verify_text_encoder(config_path: str | Path, *, device: str = "cpu", precisi
                          tolerance=tolerance, repeats=repeats, step=step)
 
 
+def verify_image_encoder(config_path: str | Path, *, device: str = "cpu", workload: str = "ci-tiny",
+                         height: int | None = None, width: int | None = None, batch: int | None = None,
+                         precision: str | None = None, tolerance: float = 0.05, repeats: int = 3, seed: int = 0,
+                         progress=None) -> ComponentResult:
+    """One call of the CLIP image encoder for real (seeded random weights in the policy's image-encoder dtype:
+    fp16 under the default wan-official, as the official CLIPModel runs) on `batch` conditioning images (1: i2v,
+    2: flf2v) of the workload's frame size (or --height x --width), resized to the tower's input on the device."""
+    step = progress or (lambda message: None)
+    dev = check_device(device)
+    _, height, width, preset = _video_size(workload, None, height, width)
+    batch = 1 if batch is None else batch
+    _positive(batch=batch, repeats=repeats)
+    config = load_clip_config(config_path)
+    policy = get_policy(precision or "wan-official")
+    step(f"analytic trace ({batch} x {height} x {width}, {config.run_layers} blocks, {policy.name})")
+    try:
+        trace = trace_image_encoder(config, policy, batch, height, width)
+    except ImageEncoderWorkloadError as exc:
+        raise VerifyError(f"--{exc}") from None  # names height or width
+    step(f"building the image encoder ({policy.image_encoder}) on {dev}")
+    model = build_clip(config, policy, device=dev, seed=seed)
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    images = torch.rand(batch, 3, height, width, generator=gen, device=dev) * 2 - 1  # fp32 in [-1, 1]
+    setup = {"config": str(config_path), "variant": "clip vit image encoder", "precision": policy.name,
+             "dtype": str(policy.image_encoder).removeprefix("torch."), "workload": preset,
+             "call": f"{batch} x {height} x {width} image{'s' if batch > 1 else ''} -> {batch} x {config.tokens} "
+                     f"tokens, {config.run_layers} of {config.num_layers} blocks",
+             "tokens": batch * config.tokens, "batch": batch, "height": height, "width": width,
+             "layers": config.run_layers}
+    return run_component("image_encoder", trace, model, {"images": images}, dev, setup=setup, tolerance=tolerance,
+                         repeats=repeats, step=step)
+
+
 def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str = "decode", workload: str = "ci-tiny",
                frames: int | None = None, height: int | None = None, width: int | None = None,
                batch: int | None = None, precision: str | None = None, tolerance: float = 0.05, repeats: int = 3,
@@ -199,23 +252,16 @@ def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str =
     dev = check_device(device)
     if direction not in DIRECTIONS:
         raise VerifyError(f"--direction: 'encode' or 'decode', got {direction!r}")
-    if workload not in PRESETS:
-        raise VerifyError(f"--workload: unknown preset {workload!r}")
-    preset = PRESETS[workload]
-    frames = preset.frames if frames is None else frames
-    height = preset.height if height is None else height
-    width = preset.width if width is None else width
+    frames, height, width, preset = _video_size(workload, frames, height, width)
     batch = 1 if batch is None else batch
-    for name, value in (("--batch", batch), ("--repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise VerifyError(f"{name}: a positive integer, got {value!r}")
+    _positive(batch=batch, repeats=repeats)
     config = load_vae_config(config_path)
     policy = get_policy(precision or "wan-official")
     step(f"analytic trace ({direction}, {frames} x {height} x {width}, {policy.name})")
     try:
         trace = trace_vae(config, policy, frames, height, width, direction, batch=batch)
     except VAEWorkloadError as exc:
-        raise VerifyError(f"video size: {exc}") from None
+        raise VerifyError(f"--{exc}") from None  # names frames, height or width
     step(f"building the VAE ({policy.vae}) on {dev}")
     model = build_vae(config, policy.vae, device=dev, seed=seed)
     gen = torch.Generator(device=dev).manual_seed(seed + 1)
@@ -225,8 +271,7 @@ def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str =
         x = torch.randn(trace.input_shape, generator=gen, device=dev, dtype=torch.float32)
     chunks = sum(1 for c in trace.chunks if c.frames_in)
     setup = {"config": str(config_path), "variant": "wan-vae", "precision": policy.name,
-             "dtype": str(policy.vae).removeprefix("torch."), "workload": workload if frames == preset.frames and
-             height == preset.height and width == preset.width else None,
+             "dtype": str(policy.vae).removeprefix("torch."), "workload": preset,
              "call": f"{direction} {batch} x {frames} x {height} x {width} ({chunks} chunks)",
              "direction": direction, "batch": batch, "frames": frames, "height": height, "width": width,
              "latent": list(latent_shape(config, frames, height, width)), "input_shape": list(trace.input_shape),
@@ -235,7 +280,8 @@ def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str =
                          setup=setup, tolerance=tolerance, repeats=repeats, step=step)
 
 
-VERIFIERS: dict[str, Callable[..., ComponentResult]] = {"text_encoder": verify_text_encoder, "vae": verify_vae}
+VERIFIERS: dict[str, Callable[..., ComponentResult]] = {
+    "text_encoder": verify_text_encoder, "image_encoder": verify_image_encoder, "vae": verify_vae}
 
 
 def verify_component(component: str, config_path: str | Path, **options) -> ComponentResult:
