@@ -11,11 +11,10 @@ they are required."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, peek_json, read_json
 
 ACTIVATIONS = ("gelu", "quick_gelu")  # the official AttentionBlock's, less swi_glu (not in transformers' CLIP)
 # CLIP's image statistics (official `_clip` transforms, transformers' CLIPImageProcessor): RGB mean and std
@@ -122,25 +121,13 @@ def clip_config_from_dict(raw: dict) -> CLIPConfig:
 
 def load_clip_config(path: str | Path) -> CLIPConfig:
     """Read and validate an `image_encoder/config.json`; every failure is one `ConfigError` line."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return clip_config_from_dict(raw)
+    return clip_config_from_dict(read_json(path))
 
 
 def is_clip_config(path: str | Path) -> bool:
     """True for a transformers CLIPVisionConfig (or a CLIPConfig with a vision_config), an image encoder's
     config.json, so that a command can tell it from a DiT's; anything unreadable is False."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(raw, dict):
-        return False
+    raw = peek_json(path)
     return raw.get("model_type") == TRANSFORMERS_MODEL_TYPE or (
         raw.get("model_type") == "clip" and isinstance(raw.get("vision_config"), dict))
 

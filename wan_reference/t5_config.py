@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, peek_json, read_json
 
 TEXT_LEN = 512
 TRANSFORMERS_MODEL_TYPE = "umt5"  # one relative-position table per layer; "t5"/"mt5" share layer 0's
@@ -105,24 +105,13 @@ _JSON_NAMES["dim_attn"] = "d_kv"
 
 def load_t5_config(path: str | Path) -> T5Config:
     """Read and validate a transformers `text_encoder/config.json`; every failure is one `ConfigError` line."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return t5_config_from_dict(raw)
+    return t5_config_from_dict(read_json(path))
 
 
 def is_t5_config(path: str | Path) -> bool:
     """True for a transformers UMT5 config.json (a text encoder's), so that a command can tell it from a DiT's;
     anything unreadable is False and left to the DiT reader's own error."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(raw, dict) and raw.get("model_type") == TRANSFORMERS_MODEL_TYPE
+    return peek_json(path).get("model_type") == TRANSFORMERS_MODEL_TYPE
 
 
 def to_transformers_t5_config(c: T5Config) -> dict:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from wan_reference.clip import build_clip
 from wan_reference.clip_config import is_clip_config, load_clip_config
@@ -26,21 +25,11 @@ from wan_reference.vae_config import is_vae_config, load_vae_config
 from ..work.analysis import roll_up
 from ..work.image_encoder import ImageEncoderWorkloadError, trace_image_encoder
 from ..work.text_encoder import trace_text_encoder
-from ..work.trace import ROOT, Trace
+from ..work.trace import Trace
 from ..work.vae import DIRECTIONS, VAETrace, VAEWorkloadError, latent_shape, trace_vae
 from ..work.workload import PRESETS
 from .device import VerifyError, check_device, device_info
-from .probe import Probe, timed
-from .verify import (
-    Row,
-    ScopeFlops,
-    _sync,
-    _time_forward,
-    attention_formulas,
-    compare_rows,
-    fill_from_children,
-    module_counts,
-)
+from .verify import Row, compare_rows, fill_from_children, measure_forward, summary
 
 COMPONENTS = ("text_encoder", "image_encoder", "vae")
 
@@ -98,22 +87,9 @@ class ComponentResult:
                           "not gated: the allocator's rounding and the kernels' workspaces are not in the trace",
             },
             "pass": self.passed,
-            "summary": {
-                "modules_compared": len(self.rows),
-                "offenders": [r.id for r in self.offenders],
-                "max_rel_error": max((r.rel_error for r in self.rows), default=0.0),
-                "flop_counter_total": self.flop_counter_total,
-                "scope_counter_total": self.counted_total,
-                "analytic_total": self.analytic_total,
-                "forward_ms": self.forward_ms,
-                "achieved_tflops": round(self.analytic_total / self.forward_ms / 1e9, 3) if self.forward_ms else None,
-                "peak_allocated_bytes": self.peak_allocated,
-                "analytic_param_bytes": self.param_bytes,
-                "analytic_activation_bytes": self.activation_bytes,
-                "analytic_peak_bytes": self.param_bytes + self.activation_bytes,
-                "peak_ratio": round(self.peak_allocated / (self.param_bytes + self.activation_bytes), 4)
-                if self.peak_allocated is not None else None,
-            },
+            "summary": summary(self.rows, self.tolerance, self.flop_counter_total, self.counted_total,
+                               self.analytic_total, self.forward_ms, self.peak_allocated, self.param_bytes,
+                               self.activation_bytes),
             "modules": [row.to_dict(self.tolerance) for row in self.rows],
         }
 
@@ -123,39 +99,13 @@ def run_component(component: str, trace: Trace | VAETrace, model: torch.nn.Modul
     """Run `model` (the component, real weights on `dev`) on `inputs` and compare it with `trace`, whose ids
     are the model's module paths and scopes."""
     modules = roll_up(trace.records, trace.model)
-    step("warm-up forward")
-    with torch.no_grad():
-        model(**inputs)
-    _sync(dev)
-    step("counting FLOPs (FlopCounterMode)")
-    called: set[str] = set()
-    probe = Probe(model, on_enter=called.add)
-    with torch.no_grad(), probe.active():
-        with FlopCounterMode(display=False, custom_mapping=attention_formulas()) as counter:
-            with ScopeFlops(probe, counter.flop_registry) as scope_counter:
-                model(**inputs)
-    # FlopCounterMode lists only modules that ran a counted op: a called SiLU or Dropout counts 0, so that a
-    # container never called itself (the VAE's `residual` Sequentials) still sums its children
-    modules_of_model = {name or ROOT for name, _ in model.named_modules()}
-    per_module = {ident: 0 for ident in called & modules_of_model} | module_counts(counter, model)
-    times: dict[str, float] = {}
-    for i in range(repeats):
-        step(f"timing modules and scopes ({i + 1}/{repeats})")
-        with torch.no_grad(), timed(model, dev) as timer:
-            model(**inputs)
-        for ident, ms in timer.totals_ms().items():
-            times[ident] = min(times.get(ident, float("inf")), ms)
-    step("timing whole forwards")
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    forward_ms = _time_forward(model, inputs, dev, repeats)
-    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
-    fill_from_children(modules, per_module)
-    fill_from_children(modules, times)
+    m = measure_forward(model, inputs, dev, repeats, step)
+    fill_from_children(modules, m.per_module)
+    fill_from_children(modules, m.times)
     return ComponentResult(
-        component=component, setup=setup, rows=compare_rows(modules, per_module, scope_counter.flops, times),
-        tolerance=tolerance, device=device_info(dev), forward_ms=forward_ms, peak_allocated=peak,
-        counted_total=sum(scope_counter.flops.values()), flop_counter_total=counter.get_total_flops(),
+        component=component, setup=setup, rows=compare_rows(modules, m.per_module, m.scope_flops, m.times),
+        tolerance=tolerance, device=device_info(dev), forward_ms=m.forward_ms, peak_allocated=m.peak_allocated,
+        counted_total=sum(m.scope_flops.values()), flop_counter_total=m.flop_counter_total,
         analytic_total=modules[0].inclusive.flops_torch, param_bytes=modules[0].param_bytes,
         activation_bytes=trace.peak_activation_bytes,
     )

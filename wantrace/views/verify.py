@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..measure.verify import VerifyResult
+from ..measure.verify import Row, VerifyResult
 from ..measure.verify_component import ComponentResult
 from .units import flops, nbytes, seconds, si
 
@@ -27,10 +27,7 @@ def print_result(result: VerifyResult, console: Console) -> None:
                       f"{c['achieved_tflops']:.1f}" if c["achieved_tflops"] else "-",
                       f"{c['achieved_gbs']:.0f}" if c["achieved_gbs"] else "-")
     console.print(table)
-    line = (f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error {100 * s['max_rel_error']:.4f}% "
-            f"(tolerance {100 * result.tolerance:.1f}%); FlopCounterMode total {s['flop_counter_total']:,} vs "
-            f"analytic {s['analytic_total']:,}")
-    console.print(line)
+    _print_flops(s, result.tolerance, console)
     if s["forward_ms"]:
         extra = f"forward {s['forward_ms']:.2f} ms"
         if s["achieved_tflops"]:
@@ -44,13 +41,7 @@ def print_result(result: VerifyResult, console: Console) -> None:
     if doc.get("time"):
         _print_time(doc["time"], console)
     if result.offenders:
-        bad = Table(title="[red]modules over the tolerance", title_justify="left")
-        for name in ("id", "analytic", "measured", "error"):
-            bad.add_column(name, justify="left" if name == "id" else "right")
-        for r in result.offenders[:40]:
-            err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
-            bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
-        console.print(bad)
+        _print_offenders(result.offenders, console)
         console.print(f"[red]FAIL[/]: {len(result.offenders)} modules over the tolerance")
     elif not result.passed:
         time_off = doc.get("time") and not doc["time"]["pass"]
@@ -123,9 +114,7 @@ def print_component_result(result: ComponentResult, console: Console) -> None:
     s = doc["summary"]
     console.print(" · ".join([doc["component"], doc["variant"], doc["call"], f"{doc['precision']} ({doc['dtype']})",
                               doc["device"]["name"], f"torch {doc['torch']}"]))
-    console.print(f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error "
-                  f"{100 * s['max_rel_error']:.4f}% (tolerance {100 * result.tolerance:.1f}%); FlopCounterMode "
-                  f"total {s['flop_counter_total']:,} vs analytic {s['analytic_total']:,}")
+    _print_flops(s, result.tolerance, console)
     line = f"forward {s['forward_ms']:.2f} ms"
     if s["achieved_tflops"]:
         line += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
@@ -135,11 +124,21 @@ def print_component_result(result: ComponentResult, console: Console) -> None:
         memory = f"peak allocated {nbytes(s['peak_allocated_bytes'])} (x{s['peak_ratio']:.3f}) vs {memory}"
     console.print(f"{line}; {memory}")
     if result.offenders:
-        bad = Table(title="[red]modules over the tolerance", title_justify="left")
-        for name in ("id", "analytic", "measured", "error"):
-            bad.add_column(name, justify="left" if name == "id" else "right")
-        for r in result.offenders[:40]:
-            err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
-            bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
-        console.print(bad)
+        _print_offenders(result.offenders, console)
     console.print("[green]PASS[/]" if result.passed else "[red]FAIL[/]: FLOP counts disagree")
+
+
+def _print_flops(s: dict, tolerance: float, console: Console) -> None:
+    console.print(f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error "
+                  f"{100 * s['max_rel_error']:.4f}% (tolerance {100 * tolerance:.1f}%); FlopCounterMode total "
+                  f"{s['flop_counter_total']:,} vs analytic {s['analytic_total']:,}")
+
+
+def _print_offenders(offenders: list[Row], console: Console) -> None:
+    bad = Table(title="[red]modules over the tolerance", title_justify="left")
+    for name in ("id", "analytic", "measured", "error"):
+        bad.add_column(name, justify="left" if name == "id" else "right")
+    for r in offenders[:40]:
+        err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
+        bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
+    console.print(bad)
