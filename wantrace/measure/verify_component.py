@@ -122,6 +122,16 @@ def _video_size(workload: str, frames: int | None, height: int | None,
     return (*size, workload if size == (preset.frames, preset.height, preset.width) else None)
 
 
+def _video_call(device: str, workload: str, frames: int | None, height: int | None, width: int | None,
+                batch: int | None, repeats: int) -> tuple[torch.device, tuple[int, int, int, str | None], int]:
+    """The checked device, video size (see _video_size) and batch (default 1) of an image encoder or VAE call."""
+    dev = check_device(device)
+    size = _video_size(workload, frames, height, width)
+    batch = 1 if batch is None else batch
+    _positive(batch=batch, repeats=repeats)
+    return dev, size, batch
+
+
 def _positive(**values) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -165,11 +175,8 @@ def verify_image_encoder(config_path: str | Path, *, device: str = "cpu", worklo
     """One call of the CLIP image encoder for real (seeded random weights in the policy's image-encoder dtype:
     fp16 under the default wan-official, as the official CLIPModel runs) on `batch` conditioning images (1: i2v,
     2: flf2v) of the workload's frame size (or --height x --width), resized to the tower's input on the device."""
+    dev, (_, height, width, preset), batch = _video_call(device, workload, None, height, width, batch, repeats)
     step = progress or (lambda message: None)
-    dev = check_device(device)
-    _, height, width, preset = _video_size(workload, None, height, width)
-    batch = 1 if batch is None else batch
-    _positive(batch=batch, repeats=repeats)
     config = load_clip_config(config_path)
     policy = get_policy(precision or "wan-official")
     step(f"analytic trace ({batch} x {height} x {width}, {config.run_layers} blocks, {policy.name})")
@@ -198,13 +205,10 @@ def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str =
     """One encode or decode of the Wan VAE for real (seeded random weights in the policy's VAE dtype), through
     its whole chunk schedule with the feature cache, on a video of `workload`'s size (or --frames, --height,
     --width): encode reads that video, decode writes it from its latents."""
-    step = progress or (lambda message: None)
-    dev = check_device(device)
     if direction not in DIRECTIONS:
         raise VerifyError(f"--direction: 'encode' or 'decode', got {direction!r}")
-    frames, height, width, preset = _video_size(workload, frames, height, width)
-    batch = 1 if batch is None else batch
-    _positive(batch=batch, repeats=repeats)
+    dev, (frames, height, width, preset), batch = _video_call(device, workload, frames, height, width, batch, repeats)
+    step = progress or (lambda message: None)
     config = load_vae_config(config_path)
     policy = get_policy(precision or "wan-official")
     step(f"analytic trace ({direction}, {frames} x {height} x {width}, {policy.name})")
