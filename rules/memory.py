@@ -7,11 +7,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import METADATA, Cost, OpCall, moved, rule
+from .base import FULL_CONSTANTS, METADATA, Cost, OpCall, moved, rule
 
 
 @rule("Tensor.to", "Tensor.float", "Tensor.double", "Tensor.half", "Tensor.bfloat16", "Tensor.type",
-      "Tensor.type_as", family="cast")
+      "Tensor.type_as", "Tensor.long", "Tensor.int", "Tensor.bool", family="cast")
 def cast(call: OpCall):
     """A dtype conversion: reads the input in its dtype, writes it in the new one; free when a no-op."""
     if call.aliases_input:
@@ -36,15 +36,28 @@ def concatenate(call: OpCall):
 @rule(F.interpolate, family="memory")
 def interpolate(call: OpCall):
     """Nearest / nearest-exact resampling (the Wan VAE's 2x upsample): each output element is a copy of one
-    input element, so 0 FLOPs; the input read once, the output written once."""
+    input element, so 0 FLOPs. Bicubic (CLIP's resize to 224): a 4x4 neighbourhood per output element, `full`
+    35 FLOPs each; torch counts 0. The input is read once (a downscale by less than 4x touches every input
+    row and column), the output written once."""
     mode = call.arg(3, "mode", "nearest")
-    if mode not in ("nearest", "nearest-exact"):
-        raise NotImplementedError(f"interpolate mode {mode!r}")
-    return moved(call)
+    if mode in ("nearest", "nearest-exact"):
+        return moved(call)
+    if mode == "bicubic" and len(call.out.shape) == 4 and not call.arg(6, "antialias", False):
+        return moved(call, 0, FULL_CONSTANTS["bicubic"] * call.out.numel)
+    raise NotImplementedError(f"interpolate mode {mode!r}")
 
 
-@rule(torch.zeros_like, torch.zeros, "Tensor.new_zeros", "Tensor.new_ones", family="memory")
+@rule(torch.zeros_like, torch.zeros, "Tensor.new_zeros", "Tensor.new_ones", torch.full_like, torch.full,
+      torch.arange, family="memory")
 def fill(call: OpCall):
-    """A new tensor filled with a constant (the VAE's cache, the sequence-parallel padding): written once, nothing
-    read (the prototype lends only its shape)."""
+    """A new tensor filled with a constant or a range (the VAE's cache, the sequence-parallel padding, T5's
+    positions and bucket limit): written once, nothing read (the prototype lends only its shape)."""
     return Cost(0, 0, 0, call.bytes_written)
+
+
+@rule(F.embedding, family="memory")
+def embedding(call: OpCall):
+    """A table lookup (token and relative-position embeddings): the indices and the gathered rows are read,
+    the output written; 0 FLOPs. Not the whole table: a 512-token prompt reads 512 of umT5's 256,384 rows."""
+    indices, weight = call.arg(0, "input"), call.arg(1, "weight")
+    return Cost(0, 0, indices.nbytes + call.out.numel * weight.dtype.itemsize, call.bytes_written)

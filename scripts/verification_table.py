@@ -33,21 +33,28 @@ def render(folder: Path) -> str:
         "",
         "## Runs",
         "",
-        "| run | precision | tokens | blocks | modules + scopes compared | max FLOP error (torch convention) | "
-        "forward | achieved | peak allocated | analytic params + activations | result |",
+        "| run | precision | tokens (DiT) or call (component) | blocks | modules + scopes compared | "
+        "max FLOP error (torch convention) | forward | achieved | peak allocated | analytic params + activations | "
+        "result |",
         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, d in docs:
         s = d["summary"]
-        blocks = f"{d['blocks']['run']} of {d['blocks']['of']}"
+        # a pipeline component (text encoder, image encoder, VAE): what it was called on, its layers in the call
+        size, blocks = (d["call"], "-") if "component" in d else (
+            f"{d['tokens']:,}", f"{d['blocks']['run']} of {d['blocks']['of']}")
         achieved = f"{s['achieved_tflops']:.0f} TFLOP/s" if s["achieved_tflops"] else "-"
+        peak = _b(s["peak_allocated_bytes"]) + (f" (x{s['peak_ratio']:.2f})" if s.get("peak_ratio") else "")
         lines.append(
-            f"| {name} | {d['precision']} | {d['tokens']:,} | {blocks} | {s['modules_compared']:,} | "
+            f"| {name} | {d['precision']} | {size} | {blocks} | {s['modules_compared']:,} | "
             f"{100 * s['max_rel_error']:.1f}% | {s['forward_ms']:.1f} ms | {achieved} | "
-            f"{_b(s['peak_allocated_bytes'])} | {nbytes(s['analytic_param_bytes'])} + "
+            f"{peak} | {nbytes(s['analytic_param_bytes'])} + "
             f"{nbytes(s['analytic_activation_bytes'])} | {'pass' if d['pass'] else 'FAIL'} |"
         )
     for name, d in docs:
+        if "component" in d:
+            lines += _component(name, d)
+            continue
         lines += ["", f"## {name}", "", f"`{d['variant']}` · {d['workload']['id']} · {d['tokens']:,} tokens · "
                   f"{d['precision']} · blocks {d['blocks']['run']} of {d['blocks']['of']} · {d['device']['name']}", "",
                   "| category | analytic FLOPs | measured FLOPs | error | analytic bytes | time | TFLOP/s | GB/s |",
@@ -80,6 +87,28 @@ def render(folder: Path) -> str:
                 kernel = ", ".join(f"`{k}` x{n}" for k, n in r["kernels"].items())
                 lines.append(f"| {r['role']} | {_r(r['ratio'])} | {_r(r['executed_ratio'])} | {kernel} |")
     return "\n".join(lines) + "\n"
+
+
+def _component(name: str, d: dict) -> list[str]:
+    """A component run's section: what ran, its memory against the analytic peak, its ten costliest leaf modules
+    and scopes (the time model's categories are the DiT's, so a component has none)."""
+    s = d["summary"]
+    memory = (f"analytic peak {nbytes(s['analytic_peak_bytes'])} (params {nbytes(s['analytic_param_bytes'])} + "
+              f"activations {nbytes(s['analytic_activation_bytes'])})")
+    if s.get("peak_allocated_bytes") is not None:
+        memory = f"peak allocated {nbytes(s['peak_allocated_bytes'])}, x{s['peak_ratio']:.3f} the {memory}"
+    lines = ["", f"## {name}", "", f"`{d['component']}` ({d['variant']}) · {d['call']} · {d['precision']} "
+             f"({d['dtype']}) · {d['device']['name']}; {memory}.", "",
+             "| module or scope | analytic FLOPs | measured FLOPs | error | analytic bytes | time | TFLOP/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    ids = [m["id"] for m in d["modules"]]
+    leaves = [m for m in d["modules"] if m["analytic_flops"] and not any(i.startswith(m["id"] + ".") for i in ids)]
+    for m in sorted(leaves, key=lambda m: -m["analytic_flops"])[:10]:
+        time_ms = f"{m['time_ms']:.2f} ms" if m.get("time_ms") else "-"
+        lines.append(f"| {m['id']} | {si(m['analytic_flops'])} | {si(m['measured_flops'])} | "
+                     f"{pct(m['measured_flops'], m['analytic_flops'])} | {nbytes(m['analytic_bytes'])} | {time_ms} | "
+                     f"{m.get('achieved_tflops') or '-'} |")
+    return lines
 
 
 def _b(x) -> str:

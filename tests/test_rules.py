@@ -96,6 +96,22 @@ def test_casts_copies_and_views():
     assert cost("Tensor.transpose", [x, 0, 1], spec(16, 8), kind="call_method", aliases=True).metadata
 
 
+def test_bicubic_resize_and_in_place_arithmetic():
+    """CLIP's preprocessing: a bicubic resize (35 per output element in `full`, the whole input read) and the
+    in-place rescale and normalise (still one read and one write each)."""
+    image, small = spec(1, 3, 480, 832, dtype=FP32), spec(1, 3, 224, 224, dtype=FP32)
+    resize = cost(F.interpolate, [image], small, kwargs={"size": (224, 224), "mode": "bicubic"})
+    assert (resize.flops_torch, resize.flops_full) == (0, 35 * 3 * 224 * 224)
+    assert (resize.bytes_read, resize.bytes_written) == (3 * 480 * 832 * 4, 3 * 224 * 224 * 4)
+    with pytest.raises(NotImplementedError, match="bilinear"):
+        cost(F.interpolate, [image], small, kwargs={"size": (224, 224), "mode": "bilinear"})
+    x = spec(2, 3, 224, 224, dtype=FP32)
+    scaled = cost("Tensor.mul_", [x, 0.5], x, kind="call_method", aliases=True, name="mul_")
+    assert (scaled.flops_full, scaled.bytes_read, scaled.bytes_written) == (x.numel, x.nbytes, x.nbytes)
+    normalised = cost("Tensor.sub_", [x, spec(3, 1, 1, dtype=FP32)], x, kind="call_method", aliases=True, name="sub_")
+    assert (normalised.flops_full, normalised.bytes_read) == (x.numel, x.nbytes + 12)
+
+
 def test_einsum_two_operands_and_permutation():
     a, b = spec(2, 8, 16), spec(2, 16, 4)
     assert cost(torch.einsum, ["bij,bjk->bik", a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)
@@ -127,3 +143,34 @@ def test_every_rule_has_a_documented_formula():
 def test_registry_covers(target):
     assert lookup("call_method" if isinstance(target, str) else "call_function",
                   target.removeprefix("Tensor.") if isinstance(target, str) else target)
+
+
+def test_embedding_reads_only_the_gathered_rows():
+    ids, table = spec(1, 512, dtype=torch.int64), spec(256384, 4096)
+    c = cost(F.embedding, [ids, table], spec(1, 512, 4096))
+    assert (c.flops_torch, c.flops_full) == (0, 0)
+    assert c.bytes_read == 512 * 8 + 512 * 4096 * 2 and c.bytes_written == 512 * 4096 * 2
+
+
+def test_comparisons_selects_and_fills():
+    """T5's relative-position buckets and padding mask: one per output element, fills write only."""
+    d = spec(512, 512, dtype=torch.int64)
+    flags = spec(512, 512, dtype=torch.bool)
+    gt = cost(operator.gt, [d, 0], flags, name="gt")
+    assert (gt.flops_full, gt.bytes_read, gt.bytes_written) == (512 * 512, 512 * 512 * 8, 512 * 512)
+    where = cost(torch.where, [flags, d, d], d)
+    assert where.flops_full == 512 * 512 and where.bytes_read == 512 * 512 * (1 + 8 + 8)
+    assert cost(torch.min, [d, d], d).flops_full == 512 * 512
+    with pytest.raises(NotImplementedError, match="min as a reduction"):
+        cost(torch.min, [d], spec(dtype=torch.int64))
+    scores, mask = spec(1, 64, 512, 512), spec(1, 1, 1, 512, dtype=torch.bool)
+    fill = cost("Tensor.masked_fill_", [scores, mask, -1e30], scores, kind="call_method", aliases=True)
+    assert fill.bytes_read == scores.nbytes + 512 and fill.bytes_written == scores.nbytes
+    assert cost("Tensor.add_", [scores, spec(1, 64, 512, 512)], scores, kind="call_method",
+                name="add_").flops_full == 64 * 512 * 512
+    assert cost(torch.log, [spec(8, dtype=FP32)], spec(8, dtype=FP32)).flops_full == 8
+    arange = cost(torch.arange, [512], spec(512, dtype=torch.int64))
+    assert (arange.bytes_read, arange.bytes_written, arange.flops_full) == (0, 512 * 8, 0)
+    assert cost(torch.full_like, [d, 15], d).bytes == 512 * 512 * 8
+    long = cost("Tensor.long", [flags], d, kind="call_method", name="long")
+    assert (long.bytes_read, long.bytes_written) == (512 * 512, 512 * 512 * 8)

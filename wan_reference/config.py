@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 # Constants of the official code that no config.json carries.
 CLIP_DIM = 1280  # MLPProj(1280, dim): CLIP ViT-H/14 width
@@ -285,6 +286,27 @@ def release_of_place(path: Path) -> str | None:
                                            or pipeline.get("expand_timesteps")):
             return "wan2.2"
     return None
+
+
+def read_json(path: str | Path) -> Any:
+    """A config file's parsed JSON (each component's loader); one `ConfigError` line when it cannot be read."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def peek_json(path: str | Path) -> dict:
+    """A config file's JSON object, empty when unreadable: enough to tell which model's config it is (the
+    reader of the model it is then taken for reports any error)."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
 
 
 def read_config(path: str | Path) -> tuple[WanConfig, str]:

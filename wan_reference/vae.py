@@ -30,6 +30,7 @@ from .vae_config import VAEConfig
 
 CACHE_T = 2  # frames of its input each causal conv keeps for the next chunk
 ENCODE_CHUNK = 4  # frames per encoder chunk after the first (upstream: 1, 4, 4, ...)
+DIRECTIONS = ("encode", "decode")  # what the VAE is called for
 REP = "Rep"  # upstream's marker: an upsample3d that skipped its time_conv on the first chunk
 
 
@@ -392,6 +393,13 @@ class WanVAE(nn.Module):
     def reset_scale(self) -> None:
         """Recompute the latent statistics, e.g. after `to_empty` moved the model off meta."""
         self._register_scale()
+
+    def forward(self, x: torch.Tensor, direction: str = "decode") -> torch.Tensor:
+        """`encode(x)` or `decode(x)` as a module call, so that module hooks (verify's counters and timers) see
+        the VAE itself as the root of what runs."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction: 'encode' or 'decode', got {direction!r}")
+        return self.encode(x) if direction == "encode" else self.decode(x)
 
     def encode(self, x: torch.Tensor, frames: int | None = None) -> torch.Tensor:
         """x [B, 3, T, H, W] in [-1, 1] -> normalised latent means [B, z_dim, 1 + (T-1)//4, H/8, W/8]

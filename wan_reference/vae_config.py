@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, peek_json, read_json
 
 DIFFUSERS_VAE_CLASS = "AutoencoderKLWan"
 
@@ -108,14 +108,13 @@ def vae_config_from_dict(raw: dict) -> VAEConfig:
 
 def load_vae_config(path: str | Path) -> VAEConfig:
     """Read and validate a diffusers `vae/config.json`; every failure is one `ConfigError` line."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"config: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return vae_config_from_dict(raw)
+    return vae_config_from_dict(read_json(path))
+
+
+def is_vae_config(path: str | Path) -> bool:
+    """True for a diffusers `AutoencoderKLWan` config.json, so that a command can tell it from a DiT's; anything
+    unreadable is False and left to the DiT reader's own error."""
+    return peek_json(path).get("_class_name") == DIFFUSERS_VAE_CLASS
 
 
 def to_diffusers_vae_config(c: VAEConfig) -> dict:

@@ -342,18 +342,45 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--output-tolerance", type=float, default=None,
               help="Multi-GPU: largest relative difference of the output from one process's [default: 1e-5 in "
                    "fp32, 3e-2 otherwise].")
+@click.option("--text-len", type=int, default=None,
+              help="Text encoder config (model_type umt5): tokens per prompt [default: 512, the official text_len].")
+@click.option("--direction", type=click.Choice(["encode", "decode"]), default=None,
+              help="VAE config (AutoencoderKLWan): encode the video or decode it from its latents [default: decode].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
 @one_line_errors
 def verify(device, config_path, workload, precision, frames, height, width, batch, tolerance, gpu, time_tolerance,
            host_overheads, blocks, counters, counter_metrics, counter_replay, repeats, ulysses, ring, output_tolerance,
-           out_dir):
+           text_len, direction, out_dir):
     """Run the same model for real and check the analytic counts module by module (with --ulysses/--ring, one
-    rank of the sequence-parallel forward, under torchrun)."""
+    rank of the sequence-parallel forward, under torchrun). A pipeline component's config runs one call of that
+    component instead: a text encoder (transformers UMT5) on --batch prompts of --text-len tokens; the CLIP image
+    encoder (CLIPVisionConfig) on --batch frames of --height x --width; the VAE (AutoencoderKLWan) --direction
+    encode or decode of a --frames x --height x --width video (or the --workload preset's video size)."""
     from .measure.verify import verify as run_verify
+    from .measure.verify_component import component_of
     from .views.verify import print_result
     from .work.report import write_atomic
 
     writable_dir(out_dir)
+    ctx = click.get_current_context()
+    given = [p for p in ctx.command.params
+             if p.name and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
+    component = component_of(config_path)
+    if component is not None:
+        takes = COMPONENT_OPTIONS[component]
+        refused = [p for p in given if p.name not in takes + COMMON_OPTIONS]
+        if refused:
+            raise VerifyError(f"{refused[0].opts[0]}: not an option for {COMPONENT_LABELS[component]} config; it "
+                              f"takes {', '.join(_flag(ctx, n) for n in takes + COMMON_OPTIONS[:3])}")
+        values = {"workload": workload, "frames": frames, "height": height, "width": width, "batch": batch,
+                  "text_len": text_len, "direction": direction}
+        verify_component_cli(component, device, config_path, out_dir, precision=precision, tolerance=tolerance,
+                             repeats=repeats, **{n: values[n] for n in takes if values[n] is not None})
+        return
+    component_only = [p for p in given if p.name in ("text_len", "direction")]
+    if component_only:
+        owner = {"text_len": "text encoder", "direction": "VAE"}[component_only[0].name or ""]
+        raise VerifyError(f"{component_only[0].opts[0]}: a {owner} option; --config is not a {owner} config")
 
     if ulysses * ring > 1 or ulysses < 1 or ring < 1:
         verify_multi(device, config_path, workload, precision, frames, height, width, batch, gpu, time_tolerance,
@@ -371,6 +398,35 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
     doc = result.to_dict()
     write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")
     print_result(result, Console())
+    Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
+    if not result.passed:
+        sys.exit(1)
+
+
+COMMON_OPTIONS = ("precision", "tolerance", "repeats", "device", "config_path", "out_dir")
+COMPONENT_OPTIONS = {  # what each component's verify takes beside the common options
+    "text_encoder": ("text_len", "batch"),
+    "image_encoder": ("workload", "height", "width", "batch"),
+    "vae": ("direction", "workload", "frames", "height", "width", "batch"),
+}
+COMPONENT_LABELS = {"text_encoder": "a text encoder", "image_encoder": "an image encoder", "vae": "a VAE"}
+
+
+def _flag(ctx: click.Context, name: str) -> str:
+    return next(p.opts[0] for p in ctx.command.params if p.name == name)
+
+
+def verify_component_cli(component: str, device: str, config_path: str, out_dir: str, **options) -> None:
+    """verify on a pipeline component's config: one call of it, checked module by module."""
+    from .measure.verify_component import verify_component
+    from .views.verify import print_component_result
+    from .work.report import write_atomic
+
+    console = Console(stderr=True)
+    with _progress(console, "verify") as progress:
+        result = verify_component(component, config_path, device=device, progress=progress, **options)
+    write_atomic(Path(out_dir) / "verify.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    print_component_result(result, Console())
     Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
     if not result.passed:
         sys.exit(1)

@@ -32,7 +32,7 @@ from ..timing.profile import Profile, load_profile, profile_for
 from ..work.analysis import analyze
 from ..work.categories import CATEGORIES, category_of
 from ..work.experts import is_pipeline
-from ..work.report import Report
+from ..work.report import ModuleRow, Report
 from ..work.roles import role_of
 from ..work.trace import ROOT, NodeCost
 from ..work.workload import resolve
@@ -153,22 +153,9 @@ class VerifyResult:
                         if self.device["type"] == "cuda" else "wall time per module and scope (CPU, informational)",
             },
             "pass": self.passed,
-            "summary": {
-                "modules_compared": len(self.rows),
-                "offenders": [r.id for r in self.offenders],
-                "max_rel_error": max((r.rel_error for r in self.rows), default=0.0),
-                "flop_counter_total": self.flop_counter_total,
-                "scope_counter_total": self.counted_total,
-                "analytic_total": totals["forward"].flops_torch,
-                "forward_ms": self.forward_ms,
-                "forward_runs": len(self.forward_runs),
-                "forward_median_ms": round(statistics.median(self.forward_runs), 3) if self.forward_runs else None,
-                "achieved_tflops": round(totals["forward"].flops_torch / self.forward_ms / 1e9, 3)
-                if self.forward_ms else None,
-                "peak_allocated_bytes": self.peak_allocated,
-                "analytic_param_bytes": totals["param_bytes"],
-                "analytic_activation_bytes": totals["activation_bytes"],
-            },
+            "summary": summary(self.rows, self.tolerance, self.flop_counter_total, self.counted_total,
+                               totals["forward"].flops_torch, self.forward_runs, self.peak_allocated,
+                               totals["param_bytes"], totals["activation_bytes"]),
             "categories": self.categories,
             "counters": self.counters,
             "time": self.time,
@@ -176,6 +163,32 @@ class VerifyResult:
         }
 
     full_layers: int = 0
+
+
+def summary(rows: list[Row], tolerance: float, flop_counter_total: int, counted_total: int, analytic_total: int,
+            forward_runs: tuple[float, ...], peak_allocated: int | None, param_bytes: int,
+            activation_bytes: int) -> dict:
+    """verify.json's summary (a DiT forward or a component's call): the FLOP verdict, time (the fastest of the
+    timed forwards, their count and median), memory."""
+    analytic_peak = param_bytes + activation_bytes
+    forward_ms = min(forward_runs) if forward_runs else None
+    return {
+        "modules_compared": len(rows),
+        "offenders": [r.id for r in rows if r.rel_error > tolerance],
+        "max_rel_error": max((r.rel_error for r in rows), default=0.0),
+        "flop_counter_total": flop_counter_total,
+        "scope_counter_total": counted_total,
+        "analytic_total": analytic_total,
+        "forward_ms": forward_ms,
+        "forward_runs": len(forward_runs),
+        "forward_median_ms": round(statistics.median(forward_runs), 3) if forward_runs else None,
+        "achieved_tflops": round(analytic_total / forward_ms / 1e9, 3) if forward_ms else None,
+        "peak_allocated_bytes": peak_allocated,
+        "analytic_param_bytes": param_bytes,
+        "analytic_activation_bytes": activation_bytes,
+        "analytic_peak_bytes": analytic_peak,
+        "peak_ratio": round(peak_allocated / analytic_peak, 4) if peak_allocated is not None else None,
+    }
 
 
 def verify(
@@ -241,34 +254,8 @@ def verify(
     model = build_model(config, policy, device=dev, seed=seed)
     inputs = make_inputs(config, geo.latent, policy, batch=wl.batch, device=dev, seed=seed + 1)
 
-    step("warm-up forward")
-    with torch.no_grad():
-        model(**inputs)
-    _sync(dev)
-
-    step("counting FLOPs (FlopCounterMode)")
-    probe = Probe(model)
-    with torch.no_grad(), probe.active():
-        with FlopCounterMode(display=False, custom_mapping=attention_formulas()) as counter:
-            with ScopeFlops(probe, counter.flop_registry) as scope_counter:
-                model(**inputs)
-    per_module = _module_counts(counter, model)
-
-    times: dict[str, float] = {}
-    peak = None
-    for i in range(repeats):
-        step(f"timing modules and scopes ({i + 1}/{repeats})")
-        with torch.no_grad(), timed(model, dev) as timer:
-            model(**inputs)
-        for ident, ms in timer.totals_ms().items():
-            times[ident] = min(times.get(ident, float("inf")), ms)
-    step("timing whole forwards")
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    forwards = _time_forward(model, inputs, dev, repeats, min_seconds=FORWARD_MIN_SECONDS if dev.type == "cuda" else 0)
-    forward_ms = forwards.fastest
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev)
+    m = measure_forward(model, inputs, dev, repeats, step)
+    per_module, times = m.per_module, m.times
 
     kernel_ns = None
     if dev.type == "cuda":
@@ -278,17 +265,17 @@ def verify(
         kernel_ns = measure(model, inputs)
 
     # a container that is never called itself (the `blocks` ModuleList) measures as the sum of its children
-    fill_from_children(report, per_module)
-    fill_from_children(report, times)
-    rows = _rows(report, per_module, scope_counter.flops, times)
+    fill_from_children(report.modules, per_module)
+    fill_from_children(report.modules, times)
+    rows = compare_rows(report.modules, per_module, m.scope_flops, times)
     result = VerifyResult(
         report=report, rows=rows, tolerance=tolerance, device=device_info(dev), blocks=blocks,
-        forward_ms=forward_ms, forward_runs=forwards.runs, peak_allocated=peak,
-        counted_total=sum(scope_counter.flops.values()), flop_counter_total=counter.get_total_flops(),
-        categories=_categories(report, scope_counter.flops, times, kernel_ns), full_layers=full_layers,
+        forward_ms=m.forward_ms, forward_runs=m.forwards.runs, peak_allocated=m.peak_allocated,
+        counted_total=sum(m.scope_flops.values()), flop_counter_total=m.flop_counter_total,
+        categories=_categories(report, m.scope_flops, times, kernel_ns), full_layers=full_layers,
     )
-    if capture is not None and kernel_ns is not None and forward_ms is not None:
-        result.time = compare_time(capture, kernel_ns, forwards, time_tolerance)
+    if capture is not None and kernel_ns is not None:
+        result.time = compare_time(capture, kernel_ns, m.forwards, time_tolerance)
         if host is not None:
             result.time["host_overheads"] = host
     if counters:
@@ -303,6 +290,55 @@ def verify(
         result.counters = run_counters(config_path, wl, blocks, seed, records, metric_set=counter_metrics,
                                        replay=counter_replay, progress=step)
     return result
+
+
+@dataclasses.dataclass
+class Measured:
+    """What one verify measures of a model's forward, before any comparison."""
+
+    per_module: dict[str, int]  # FlopCounterMode's inclusive FLOPs per module id (0 for a called module without any)
+    scope_flops: Counter[str]  # the dispatch counter's exclusive FLOPs per module or scope id
+    flop_counter_total: int
+    times: dict[str, float]  # inclusive ms per module and scope id, the fastest of the repeats
+    forwards: ForwardTimes  # the whole forwards, no hooks
+    peak_allocated: int | None  # CUDA: the most bytes allocated during the whole forwards (weights and inputs too)
+
+    @property
+    def forward_ms(self) -> float:
+        return self.forwards.fastest
+
+
+def measure_forward(model: torch.nn.Module, inputs: dict, dev: torch.device, repeats: int, step) -> Measured:
+    """A warm-up forward, one counted by FlopCounterMode and the scope counter, `repeats` timed per module and
+    scope, and at least `repeats` whole forwards (their peak memory; see _time_forward)."""
+    step("warm-up forward")
+    with torch.no_grad():
+        model(**inputs)
+    _sync(dev)
+    step("counting FLOPs (FlopCounterMode)")
+    called: set[str] = set()
+    probe = Probe(model, on_enter=called.add)
+    with torch.no_grad(), probe.active():
+        with FlopCounterMode(display=False, custom_mapping=attention_formulas()) as counter:
+            with ScopeFlops(probe, counter.flop_registry) as scope_counter:
+                model(**inputs)
+    # FlopCounterMode lists only modules that ran a counted op: a called SiLU or Dropout counts 0, so that a
+    # container never called itself (the VAE's `residual` Sequentials) still sums its children
+    modules = {name or ROOT for name, _ in model.named_modules()}
+    per_module = {ident: 0 for ident in called & modules} | module_counts(counter, model)
+    times: dict[str, float] = {}
+    for i in range(repeats):
+        step(f"timing modules and scopes ({i + 1}/{repeats})")
+        with torch.no_grad(), timed(model, dev) as timer:
+            model(**inputs)
+        for ident, ms in timer.totals_ms().items():
+            times[ident] = min(times.get(ident, float("inf")), ms)
+    step("timing whole forwards")
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    forwards = _time_forward(model, inputs, dev, repeats, min_seconds=FORWARD_MIN_SECONDS if dev.type == "cuda" else 0)
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    return Measured(per_module, scope_counter.flops, counter.get_total_flops(), times, forwards, peak)
 
 
 def on_this_host(profile: Profile, models: Path) -> tuple[Profile, dict]:
@@ -452,13 +488,13 @@ def _time_forward(model, inputs, dev, repeats: int, before=None, min_seconds: fl
     return ForwardTimes(tuple(runs))
 
 
-def fill_from_children(report: Report, values: dict) -> None:
-    for row in reversed(report.modules):  # children before parents
+def fill_from_children(modules: list[ModuleRow], values: dict) -> None:
+    for row in reversed(modules):  # children before parents
         if row.id not in values and row.children and all(c in values for c in row.children):
             values[row.id] = sum(values[c] for c in row.children)
 
 
-def _module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str, int]:
+def module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str, int]:
     """FlopCounterMode's inclusive count per module, under report ids (WanModel.blocks.0.q -> blocks.0.q)."""
     root = type(model).__name__
     counts = {}
@@ -470,8 +506,9 @@ def _module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str
     return counts
 
 
-def _rows(report: Report, per_module: dict, scope_flops: Counter, times: dict) -> list[Row]:
-    rows_by_id = {row.id: row for row in report.modules}
+def compare_rows(modules: list[ModuleRow], per_module: dict, scope_flops: Counter, times: dict) -> list[Row]:
+    """One Row per module and scope of the roll-up: analytic against measured FLOPs, and time."""
+    rows_by_id = {row.id: row for row in modules}
     inclusive_scope: Counter[str] = Counter()
     for ident, n in scope_flops.items():  # roll the dispatch counter's exclusive counts up the id tree
         while True:
@@ -480,7 +517,7 @@ def _rows(report: Report, per_module: dict, scope_flops: Counter, times: dict) -
                 break
             ident = rows_by_id[ident].parent if ident in rows_by_id else ROOT
     rows = []
-    for row in report.modules:
+    for row in modules:
         is_scope = row.type == "scope"
         measured = inclusive_scope.get(row.id, 0) if is_scope else per_module.get(row.id, 0)
         rows.append(Row(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..measure.verify import VerifyResult
+from ..measure.verify import Row, VerifyResult
+from ..measure.verify_component import ComponentResult
 from .units import flops, nbytes, seconds, si
 
 
@@ -26,16 +27,9 @@ def print_result(result: VerifyResult, console: Console) -> None:
                       f"{c['achieved_tflops']:.1f}" if c["achieved_tflops"] else "-",
                       f"{c['achieved_gbs']:.0f}" if c["achieved_gbs"] else "-")
     console.print(table)
-    line = (f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error {100 * s['max_rel_error']:.4f}% "
-            f"(tolerance {100 * result.tolerance:.1f}%); FlopCounterMode total {s['flop_counter_total']:,} vs "
-            f"analytic {s['analytic_total']:,}")
-    console.print(line)
+    _print_flops(s, result.tolerance, console)
     if s["forward_ms"]:
-        extra = f"forward {s['forward_ms']:.2f} ms"
-        if s.get("forward_runs", 0) > 1:
-            extra += f" (fastest of {s['forward_runs']}; median {s['forward_median_ms']:.2f} ms)"
-        if s["achieved_tflops"]:
-            extra += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
+        extra = forward_line(s)
         if s["peak_allocated_bytes"] is not None:
             extra += (f"; peak allocated {nbytes(s['peak_allocated_bytes'])} vs analytic params "
                       f"{nbytes(s['analytic_param_bytes'])} + activations {nbytes(s['analytic_activation_bytes'])}")
@@ -45,13 +39,7 @@ def print_result(result: VerifyResult, console: Console) -> None:
     if doc.get("time"):
         _print_time(doc["time"], console)
     if result.offenders:
-        bad = Table(title="[red]modules over the tolerance", title_justify="left")
-        for name in ("id", "analytic", "measured", "error"):
-            bad.add_column(name, justify="left" if name == "id" else "right")
-        for r in result.offenders[:40]:
-            err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
-            bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
-        console.print(bad)
+        _print_offenders(result.offenders, console)
         console.print(f"[red]FAIL[/]: {len(result.offenders)} modules over the tolerance")
     elif not result.passed:
         time_off = doc.get("time") and not doc["time"]["pass"]
@@ -115,3 +103,48 @@ def _ratio(x) -> str:
 
 def _opt(fmt, x) -> str:
     return fmt(x) if x is not None else "-"
+
+
+def forward_line(s: dict) -> str:
+    """The fastest timed forward (with how many ran and their median) and the FLOP rate it achieved."""
+    line = f"forward {s['forward_ms']:.2f} ms"
+    if s.get("forward_runs", 0) > 1:
+        line += f" (fastest of {s['forward_runs']}; median {s['forward_median_ms']:.2f} ms)"
+    if s["achieved_tflops"]:
+        line += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
+    return line
+
+
+def print_component_result(result: ComponentResult, console: Console) -> None:
+    """A component's verify (text encoder, image encoder, VAE): what ran, the FLOP comparison, time and memory
+    (measured peak against the analytic parameter + activation bytes), the verdict."""
+    doc = result.to_dict()
+    s = doc["summary"]
+    console.print(" · ".join([doc["component"], doc["variant"], doc["call"], f"{doc['precision']} ({doc['dtype']})",
+                              doc["device"]["name"], f"torch {doc['torch']}"]))
+    _print_flops(s, result.tolerance, console)
+    line = forward_line(s)
+    memory = (f"analytic params {nbytes(s['analytic_param_bytes'])} + peak activations "
+              f"{nbytes(s['analytic_activation_bytes'])} = {nbytes(s['analytic_peak_bytes'])}")
+    if s["peak_allocated_bytes"] is not None:
+        memory = f"peak allocated {nbytes(s['peak_allocated_bytes'])} (x{s['peak_ratio']:.3f}) vs {memory}"
+    console.print(f"{line}; {memory}")
+    if result.offenders:
+        _print_offenders(result.offenders, console)
+    console.print("[green]PASS[/]" if result.passed else "[red]FAIL[/]: FLOP counts disagree")
+
+
+def _print_flops(s: dict, tolerance: float, console: Console) -> None:
+    console.print(f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error "
+                  f"{100 * s['max_rel_error']:.4f}% (tolerance {100 * tolerance:.1f}%); FlopCounterMode total "
+                  f"{s['flop_counter_total']:,} vs analytic {s['analytic_total']:,}")
+
+
+def _print_offenders(offenders: list[Row], console: Console) -> None:
+    bad = Table(title="[red]modules over the tolerance", title_justify="left")
+    for name in ("id", "analytic", "measured", "error"):
+        bad.add_column(name, justify="left" if name == "id" else "right")
+    for r in offenders[:40]:
+        err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
+        bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
+    console.print(bad)

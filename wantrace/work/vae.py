@@ -30,13 +30,12 @@ import torch
 import torch.fx
 
 from wan_reference.precision import PrecisionPolicy
-from wan_reference.vae import ENCODE_CHUNK, WanVAE, build_vae, decode_chunks, encode_chunks
+from wan_reference.vae import DIRECTIONS, ENCODE_CHUNK, WanVAE, build_vae, decode_chunks, encode_chunks
 from wan_reference.vae_config import VAEConfig
 
 from .metrics import ZERO, Metrics
 from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _tensors
 
-DIRECTIONS = ("encode", "decode")
 PROLOGUE = -1  # chunk index of the work before the first chunk (decode: latent denormalisation, conv2)
 
 
