@@ -18,7 +18,6 @@ Upstream's arithmetic falls in two parts, and so does this module's:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

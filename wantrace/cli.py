@@ -267,11 +267,15 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
         lines = parallel_lines(report, profile.figure("memory_bytes") if profile else None,
                                profile.doc["gpu"] if profile else None)
     if report.experts is not None and report.generation is None:  # Wan2.2 A14B DiT alone: both experts
-        from .views.experts import experts_markdown, print_experts
+        from .views.experts import experts_markdown
 
         write_atomic(out / "summary.md", experts_markdown(report, command))
     else:
         summary = summary_markdown(report, command, by_module)
+        if report.experts is not None:  # a two-expert generation
+            from .views.experts import experts_section
+
+            lines = ["## Experts", "", *experts_section(report), *([""] + lines if lines else [])]
         write_atomic(out / "summary.md", summary + ("\n" + "\n".join(lines) + "\n" if lines else ""))
     if fmt == "table":
         console = Console()
@@ -281,8 +285,10 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
 
             print_generation(report, console)
         if report.experts is not None:
+            from .views.experts import print_experts
+
             print_experts(report, console)
-        if lines:
+        if lines and report.experts is None:
             from rich.markdown import Markdown
 
             console.print(Markdown("\n".join(lines)))

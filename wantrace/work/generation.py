@@ -25,13 +25,14 @@ from pathlib import Path
 import torch
 
 from wan_reference import WanConfig, build_vae, get_policy
-from wan_reference.config import ConfigError
+from wan_reference.config import ConfigError, read_config
 from wan_reference.precision import PrecisionPolicy
 from wan_reference.vae_config import VAEConfig, load_vae_config
 
 from .analysis import Timing, analyze, roll_up
 from .experts import is_pipeline, merged_ledger, read_pipeline
 from .metrics import ZERO, Metrics
+from .nodynamo import dynamo_not_imported
 from .parallel import Plan, memory_plan
 from .report import GENERATION_SCHEMA_VERSION, ModuleRow, Report
 from .sampler import DEFAULT_GUIDE, DEFAULT_SHIFT, trace_sampler
@@ -153,41 +154,44 @@ def analyze_generation(
     configs = component_configs(vae, text_encoder, image_encoder)
     steps = plan(task, wl["cfg"], wl["steps"], dit.totals["forwards_per_generation"], dims.get("release", "wan2.1"))
     latent = (wl["batch"], dims["out_dim"], *dit.geometry["latent"])
-    shift = wl.get("shift") if wl.get("shift") is not None else DEFAULT_SHIFT
+    shift: float = wl["shift"] if wl.get("shift") is not None else DEFAULT_SHIFT
     guide = wl["guide_scale"][-1] if wl.get("guide_scale") else DEFAULT_GUIDE
 
     components: list[Component] = []
     not_modelled: list[dict] = []
     sampler_kinds: dict = {}
-    for step in steps:
-        if step.missing:
-            not_modelled.append({"id": step.id, "calls": step.calls or None, "reason": step.missing})
-            continue
-        if step.id == "dit":
-            components.append(_dit_component(dit))
-            continue
-        if step.id in ENCODER_TRACERS:
-            tracer = _encoder_tracer(step.id)
-            if tracer is None:
-                not_modelled.append({"id": step.id, "calls": step.calls,
-                                     "reason": f"{ENCODER_TRACERS[step.id][0]} is not part of this build"})
+    with dynamo_not_imported():  # meta kernels without importing torch._dynamo, as the DiT's trace
+        for step in steps:
+            if step.missing:
+                not_modelled.append({"id": step.id, "calls": step.calls or None, "reason": step.missing})
                 continue
-            if configs[step.id] is None:
-                raise ConfigError(f"--{step.id.replace('_', '-')}: give the {step.id}'s config.json (no shipped "
-                                  "config in this installation)")
-            records, model, peak = _trace_encoder(step.id, tracer, configs[step.id], policy, wl, task, strict)
-        elif step.id == "scheduler":
-            trace = trace_sampler(latent, wl["steps"], wl["cfg"], shift, guide, strict)
-            records, model, peak = trace.records, trace.model, trace.peak_activation_bytes
-            sampler_kinds = {f"cfg={int(k[0])},corrector={k[1]},predictor={k[2]}": v for k, v in trace.kinds.items()}
-        else:  # vae.encode, vae.decode
-            direction = step.id.split(".")[1]
-            trace_v = trace_vae(_load_vae(configs["vae"]), policy, wl["frames"], wl["height"], wl["width"], direction,
-                                batch=wl["batch"], strict=strict, replicate=replicate)
-            records, model, peak = trace_v.records, trace_v.model, trace_v.peak_activation_bytes
-        # the scheduler's records are every step's already: scaled by 1, called once per step
-        components.append(_component(step.id, step.calls, records, model, peak, timing,
-                                     times=1 if step.id == "scheduler" else step.calls))
+            if step.id == "dit":
+                components.append(_dit_component(dit))
+                continue
+            if step.id in ENCODER_TRACERS:
+                tracer = _encoder_tracer(step.id)
+                if tracer is None:
+                    not_modelled.append({"id": step.id, "calls": step.calls,
+                                         "reason": f"{ENCODER_TRACERS[step.id][0]} is not part of this build"})
+                    continue
+                path = configs[step.id]
+                if path is None:
+                    raise ConfigError(f"--{step.id.replace('_', '-')}: give the {step.id}'s config.json (no shipped "
+                                      "config in this installation)")
+                records, model, peak = _trace_encoder(step.id, tracer, path, policy, wl, task, strict)
+            elif step.id == "scheduler":
+                trace = trace_sampler(latent, wl["steps"], wl["cfg"], shift, guide, strict)
+                records, model, peak = trace.records, trace.model, trace.peak_activation_bytes
+                sampler_kinds = {f"cfg={int(k[0])},corrector={k[1]},predictor={k[2]}": v
+                                 for k, v in trace.kinds.items()}
+            else:  # vae.encode, vae.decode
+                direction = step.id.split(".")[1]
+                trace_v = trace_vae(_load_vae(configs["vae"]), policy, wl["frames"], wl["height"], wl["width"],
+                                    direction, batch=wl["batch"], strict=strict, replicate=replicate)
+                records, model, peak = trace_v.records, trace_v.model, trace_v.peak_activation_bytes
+            # the scheduler's records are every step's already: scaled by 1, called once per step
+            components.append(_component(step.id, step.calls, records, model, peak, timing,
+                                         times=1 if step.id == "scheduler" else step.calls))
     vae_bytes = 0
     if any(c.id.startswith("vae.") for c in components):  # the whole VAE is built on the GPU, whatever runs of it
         vae_bytes = sum(p.numel() * p.element_size() for p in build_vae(_load_vae(configs["vae"]),
@@ -259,11 +263,10 @@ def resident_memory(dit: Report, components: list[Component], policy: PrecisionP
     activations."""
     plan_ = parallel or Plan()
     by_id = {c.id: c for c in components}
-    dit_config = config if isinstance(config, WanConfig) else None
-    if dit_config is None:
+    if isinstance(config, WanConfig):
+        dit_config = config
+    else:
         pipeline = read_pipeline(config) if is_pipeline(config) else None
-        from wan_reference.config import read_config
-
         dit_config = pipeline.experts[0].config if pipeline else read_config(Path(config))[0]
     plan_mem = memory_plan(dit_config, policy, plan_, dit.totals["activation_bytes"])
     dit_weights = dit.totals["param_bytes"] if dit.experts is None else \

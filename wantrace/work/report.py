@@ -71,7 +71,7 @@ class Report:
     time: dict | None = None  # the hardware profile and time model, when time was predicted
     parallel: dict | None = None  # one rank of a multi-GPU run: layout, padding, communication, memory
     experts: dict | None = None  # Wan2.2 A14B: the expert split (wantrace.work.experts); modules per generation
-    generation: dict | None = None  # the whole generation (wantrace.work.generation); modules, categories per generation
+    generation: dict | None = None  # whole generation (wantrace.work.generation); modules, categories per generation
 
     def module(self, module_id: str) -> ModuleRow:
         for row in self.modules:

@@ -30,7 +30,8 @@ class SamplerTrace:
     records: list[NodeCost]  # every step's, in order
     step_of: list[int]  # per record: its step
     kinds: dict[tuple[bool, int, int], list[int]]  # (CFG, corrector order, predictor order) -> the steps of that kind
-    peak_activation_bytes: int  # the largest step's: its inputs (the latents, the DiT outputs, the solver's state) and temporaries
+    # the largest step's: its inputs (latents, the DiT's outputs, the solver's state) and temporaries
+    peak_activation_bytes: int
 
 
 def trace_step(plan: StepPlan, latent: tuple[int, ...], strict: bool = False) -> tuple[list[NodeCost], int]:
