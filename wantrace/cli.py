@@ -470,8 +470,8 @@ def compare(report_a, report_b, fmt, by, top):
 @one_line_errors
 def sweep(config_path, workload, frames_text, size_text, steps_text, precision_text, cfg, out_dir, plots, strict,
           gpu):
-    """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares;
-    as CSV and JSON, with plots."""
+    """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares of
+    the DiT (as analyze --only dit; the whole generation at a point: analyze); as CSV and JSON, with plots."""
     if out_dir is not None:
         writable_dir(out_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
