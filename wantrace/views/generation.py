@@ -45,7 +45,7 @@ def note_lines(report: Report) -> list[str]:
         f"sampler: UniPC order {g['sampler']['solver_order']}, steps by kind " + "; ".join(
             f"{k}: {len(v)}" for k, v in g["sampler"]["steps_by_kind"].items()),
     ]
-    lines += [f"not modelled: {n['id']}" + (f" x{n['calls']}" if n["calls"] else "") + f" ({n['reason']})"
+    lines += [f"not modelled: {n['id']} x{n['calls']} ({n['reason']})"
               for n in g["not_modelled"]]
     return lines
 

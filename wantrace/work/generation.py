@@ -82,8 +82,8 @@ def plan(task: str, cfg: bool, steps: int, forwards: int, release: str = "wan2.1
     if conditioned:
         out += [Step("image_encoder", 1), Step("vae.encode", 1)]
     if task == "vace":
-        out.append(Step("vae.encode", 0, "VACE's conditioning encode (vace_encode_frames: the inactive and reactive "
-                                         "frames, and the masks) is not modelled"))
+        out.append(Step("vae.encode", 2, "VACE's conditioning encode (wan/vace.py vace_encode_frames: the inactive "
+                                         "and the reactive frames, each a VAE encode, and the masks) is not modelled"))
     out += [Step("dit", forwards), Step("scheduler", steps)]
     if task == "ti2v":
         out.append(Step("vae.decode", 1, "the Wan2.2 VAE (z_dim 48, patch 2) is not in wan_reference"))
@@ -163,7 +163,7 @@ def analyze_generation(
     with dynamo_not_imported():  # meta kernels without importing torch._dynamo, as the DiT's trace
         for step in steps:
             if step.missing:
-                not_modelled.append({"id": step.id, "calls": step.calls or None, "reason": step.missing})
+                not_modelled.append({"id": step.id, "calls": step.calls, "reason": step.missing})
                 continue
             if step.id == "dit":
                 components.append(_dit_component(dit))
