@@ -10,7 +10,7 @@ import torch
 from .base import FULL_CONSTANTS, OpCall, moved, rule
 
 _ARITH = [operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
-          torch.div, "Tensor.add", "Tensor.sub", "Tensor.mul", "Tensor.div"]
+          torch.div, "Tensor.add", "Tensor.sub", "Tensor.mul", "Tensor.div", "Tensor.add_"]
 _MULTIPLICATIVE = {"mul", "truediv", "div"}
 
 
@@ -27,10 +27,34 @@ def arithmetic(call: OpCall):
 @rule(operator.neg, torch.neg, "Tensor.neg", torch.pow, "Tensor.pow", operator.pow, torch.rsqrt,
       "Tensor.rsqrt", torch.sqrt, "Tensor.sqrt", torch.exp, "Tensor.exp", torch.sin, "Tensor.sin", torch.cos,
       "Tensor.cos", torch.tanh, "Tensor.tanh", torch.sigmoid, "Tensor.sigmoid", torch.clamp, "Tensor.clamp",
-      "Tensor.clamp_", family="elementwise")
+      "Tensor.clamp_", torch.abs, "Tensor.abs", torch.log, "Tensor.log", family="elementwise")
 def unary(call: OpCall):
-    """Negation, powers, transcendentals (a MUFU op on the GPU) and clamps (the VAE's output, in place or
-    not: the tensor is still read and written): one per output element."""
+    """Negation, absolute value, powers, transcendentals (a MUFU op on the GPU) and clamps (the VAE's output,
+    in place or not: the tensor is still read and written): one per output element."""
+    return moved(call, 0, FULL_CONSTANTS["elementwise"] * call.out.numel)
+
+
+_COMPARE = [operator.gt, operator.lt, operator.ge, operator.le, operator.eq, operator.ne, torch.gt, torch.lt,
+            torch.ge, torch.le, torch.eq, torch.ne, "Tensor.gt", "Tensor.lt", "Tensor.ge", "Tensor.le", "Tensor.eq",
+            "Tensor.ne"]
+_SELECT = [torch.where, torch.minimum, torch.maximum, torch.min, torch.max, "Tensor.masked_fill",
+           "Tensor.masked_fill_", torch.masked_fill]
+
+
+@rule(*_COMPARE, family="elementwise")
+def compare(call: OpCall):
+    """A comparison to a bool tensor (T5's relative-position buckets, its padding mask == 0): one per output
+    element."""
+    return moved(call, 0, FULL_CONSTANTS["elementwise"] * call.out.numel)
+
+
+@rule(*_SELECT, family="elementwise")
+def select(call: OpCall):
+    """Elementwise choice between operands: where(cond, a, b), masked_fill (in place or not), the binary
+    min / max / minimum / maximum (T5's bucket clamp): one per output element. The reducing forms of min and
+    max (one operand, or a dim) are not this op."""
+    if call.name in ("min", "max") and (len(call.inputs) != 2 or len(call.args) > 2 or call.kwargs):
+        raise NotImplementedError(f"{call.name} as a reduction")
     return moved(call, 0, FULL_CONSTANTS["elementwise"] * call.out.numel)
 
 

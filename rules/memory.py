@@ -11,7 +11,7 @@ from .base import METADATA, Cost, OpCall, moved, rule
 
 
 @rule("Tensor.to", "Tensor.float", "Tensor.double", "Tensor.half", "Tensor.bfloat16", "Tensor.type",
-      "Tensor.type_as", family="cast")
+      "Tensor.type_as", "Tensor.long", "Tensor.int", "Tensor.bool", family="cast")
 def cast(call: OpCall):
     """A dtype conversion: reads the input in its dtype, writes it in the new one; free when a no-op."""
     if call.aliases_input:
@@ -43,8 +43,17 @@ def interpolate(call: OpCall):
     return moved(call)
 
 
-@rule(torch.zeros_like, torch.zeros, "Tensor.new_zeros", "Tensor.new_ones", family="memory")
+@rule(torch.zeros_like, torch.zeros, "Tensor.new_zeros", "Tensor.new_ones", torch.full_like, torch.full,
+      torch.arange, family="memory")
 def fill(call: OpCall):
-    """A new tensor filled with a constant (the VAE's cache, the sequence-parallel padding): written once, nothing
-    read (the prototype lends only its shape)."""
+    """A new tensor filled with a constant or a range (the VAE's cache, the sequence-parallel padding, T5's
+    positions and bucket limit): written once, nothing read (the prototype lends only its shape)."""
     return Cost(0, 0, 0, call.bytes_written)
+
+
+@rule(F.embedding, family="memory")
+def embedding(call: OpCall):
+    """A table lookup (token and relative-position embeddings): the indices and the gathered rows are read,
+    the output written; 0 FLOPs. Not the whole table: a 512-token prompt reads 512 of umT5's 256,384 rows."""
+    indices, weight = call.arg(0, "input"), call.arg(1, "weight")
+    return Cost(0, 0, indices.nbytes + call.out.numel * weight.dtype.itemsize, call.bytes_written)

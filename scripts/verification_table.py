@@ -39,6 +39,8 @@ def render(folder: Path) -> str:
     ]
     for name, d in docs:
         s = d["summary"]
+        if "component" in d:  # a pipeline component (verify on a text encoder config): its prompt tokens, layers
+            d["tokens"], d["blocks"] = d["batch"] * d["text_len"], {"run": d["layers"], "of": d["layers"]}
         blocks = f"{d['blocks']['run']} of {d['blocks']['of']}"
         achieved = f"{s['achieved_tflops']:.0f} TFLOP/s" if s["achieved_tflops"] else "-"
         lines.append(
@@ -48,6 +50,9 @@ def render(folder: Path) -> str:
             f"{nbytes(s['analytic_activation_bytes'])} | {'pass' if d['pass'] else 'FAIL'} |"
         )
     for name, d in docs:
+        if "component" in d:
+            lines += _component(name, d)
+            continue
         lines += ["", f"## {name}", "", f"`{d['variant']}` · {d['workload']['id']} · {d['tokens']:,} tokens · "
                   f"{d['precision']} · blocks {d['blocks']['run']} of {d['blocks']['of']} · {d['device']['name']}", "",
                   "| category | analytic FLOPs | measured FLOPs | error | analytic bytes | time | TFLOP/s | GB/s |",
@@ -80,6 +85,23 @@ def render(folder: Path) -> str:
                 kernel = ", ".join(f"`{k}` x{n}" for k, n in r["kernels"].items())
                 lines.append(f"| {r['role']} | {_r(r['ratio'])} | {_r(r['executed_ratio'])} | {kernel} |")
     return "\n".join(lines) + "\n"
+
+
+def _component(name: str, d: dict) -> list[str]:
+    """A component run's section: its ten costliest leaf modules and scopes (the time model's categories are
+    the DiT's, so a component has none)."""
+    lines = ["", f"## {name}", "", f"`{d['component']}` ({d['variant']}) · {d['batch']} x {d['text_len']} tokens · "
+             f"{d['precision']} · {d['layers']} layers · {d['device']['name']}", "",
+             "| module or scope | analytic FLOPs | measured FLOPs | error | analytic bytes | time | TFLOP/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    ids = [m["id"] for m in d["modules"]]
+    leaves = [m for m in d["modules"] if m["analytic_flops"] and not any(i.startswith(m["id"] + ".") for i in ids)]
+    for m in sorted(leaves, key=lambda m: -m["analytic_flops"])[:10]:
+        time_ms = f"{m['time_ms']:.2f} ms" if m.get("time_ms") else "-"
+        lines.append(f"| {m['id']} | {si(m['analytic_flops'])} | {si(m['measured_flops'])} | "
+                     f"{pct(m['measured_flops'], m['analytic_flops'])} | {nbytes(m['analytic_bytes'])} | {time_ms} | "
+                     f"{m.get('achieved_tflops') or '-'} |")
+    return lines
 
 
 def _b(x) -> str:

@@ -152,7 +152,7 @@ def test_cfg_parallel_halves_the_forwards_and_exchanges_the_prediction():
 
 def test_memory_plan_of_the_official_flags():
     config, policy = config_of("wan2.1-t2v-14b"), get_policy("wan-official")
-    assert t5_params() == 5_680_910_336  # umT5-XXL encoder from wan/modules/t5.py's dims
+    assert t5_params() == 5_680_910_336  # umT5-XXL encoder (wan_reference.t5)
     whole = memory_plan(config, policy, Plan(ulysses=4), 0)
     assert whole["dit_weights"] == 57_153_966_336 and whole["t5_weights_sampling"] == 2 * 5_680_910_336
     fsdp = memory_plan(config, policy, Plan(ulysses=4, dit_fsdp=True, t5_fsdp=True), 10)

@@ -127,3 +127,34 @@ def test_every_rule_has_a_documented_formula():
 def test_registry_covers(target):
     assert lookup("call_method" if isinstance(target, str) else "call_function",
                   target.removeprefix("Tensor.") if isinstance(target, str) else target)
+
+
+def test_embedding_reads_only_the_gathered_rows():
+    ids, table = spec(1, 512, dtype=torch.int64), spec(256384, 4096)
+    c = cost(F.embedding, [ids, table], spec(1, 512, 4096))
+    assert (c.flops_torch, c.flops_full) == (0, 0)
+    assert c.bytes_read == 512 * 8 + 512 * 4096 * 2 and c.bytes_written == 512 * 4096 * 2
+
+
+def test_comparisons_selects_and_fills():
+    """T5's relative-position buckets and padding mask: one per output element, fills write only."""
+    d = spec(512, 512, dtype=torch.int64)
+    flags = spec(512, 512, dtype=torch.bool)
+    gt = cost(operator.gt, [d, 0], flags, name="gt")
+    assert (gt.flops_full, gt.bytes_read, gt.bytes_written) == (512 * 512, 512 * 512 * 8, 512 * 512)
+    where = cost(torch.where, [flags, d, d], d)
+    assert where.flops_full == 512 * 512 and where.bytes_read == 512 * 512 * (1 + 8 + 8)
+    assert cost(torch.min, [d, d], d).flops_full == 512 * 512
+    with pytest.raises(NotImplementedError, match="min as a reduction"):
+        cost(torch.min, [d], spec(dtype=torch.int64))
+    scores, mask = spec(1, 64, 512, 512), spec(1, 1, 1, 512, dtype=torch.bool)
+    fill = cost("Tensor.masked_fill_", [scores, mask, -1e30], scores, kind="call_method", aliases=True)
+    assert fill.bytes_read == scores.nbytes + 512 and fill.bytes_written == scores.nbytes
+    assert cost("Tensor.add_", [scores, spec(1, 64, 512, 512)], scores, kind="call_method",
+                name="add_").flops_full == 64 * 512 * 512
+    assert cost(torch.log, [spec(8, dtype=FP32)], spec(8, dtype=FP32)).flops_full == 8
+    arange = cost(torch.arange, [512], spec(512, dtype=torch.int64))
+    assert (arange.bytes_read, arange.bytes_written, arange.flops_full) == (0, 512 * 8, 0)
+    assert cost(torch.full_like, [d, 15], d).bytes == 512 * 512 * 8
+    long = cost("Tensor.long", [flags], d, kind="call_method", name="long")
+    assert (long.bytes_read, long.bytes_written) == (512 * 512, 512 * 512 * 8)

@@ -93,3 +93,35 @@ def test_verification_table_renders_runs(tmp_path):
     text = module.render(tmp_path)
     assert "| tiny-cpu | bf16 | 512 | 2 of 2 |" in text
     assert "| self-attention core |" in text and "| pass |" in text
+
+
+def test_text_encoder_verify_on_cpu(tmp_path):
+    """A text encoder config.json runs one call of the umT5 encoder: FlopCounterMode equals the trace per module
+    and per scope; DiT-only options are refused in one line."""
+    config = str(MODELS / "wan2.1-tiny-umt5" / "text_encoder" / "config.json")
+    result = CliRunner().invoke(main, ["verify", "--device", "cpu", "--config", config, "--text-len", "48",
+                                       "--batch", "2", "--precision", "fp32", "--repeats", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "verify.json").read_text())
+    assert doc["pass"] is True and doc["component"] == "text_encoder" and doc["text_len"] == 48
+    s = doc["summary"]
+    per_layer = 4 * 2 * 48 * 64 * 64 + 3 * 2 * 48 * 64 * 160 + 2 * 2 * 48 * 48 * 64  # q k v o, FFN, attention
+    assert s["max_rel_error"] == 0.0 and s["flop_counter_total"] == s["analytic_total"] == 2 * 2 * per_layer
+    rows = {r["id"]: r for r in doc["modules"]}
+    assert rows["blocks.1.attn.attention"]["kind"] == "scope"
+    assert rows["blocks.1.attn.attention"]["measured_flops"] == 2 * 2 * 2 * 48 * 48 * 64  # two einsums, batch 2
+    assert rows["blocks.0.ffn.fc2"]["measured_flops"] == rows["blocks.0.ffn.fc2"]["analytic_flops"] > 0
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "verification_table.py"
+    spec = importlib.util.spec_from_file_location("verification_table", path)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "t5-tiny-cpu.json").write_text((tmp_path / "verify.json").read_text())
+    text = table.render(tmp_path / "runs")
+    assert "| t5-tiny-cpu | fp32 | 96 | 2 of 2 |" in text and "| blocks.1.ffn.fc2 |" in text
+    refused = CliRunner().invoke(main, ["verify", "--device", "cpu", "--config", config, "--workload", "t2v-480p",
+                                        "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "--workload: a DiT option" in refused.output

@@ -15,6 +15,7 @@ from .keys import DIFFUSERS_IGNORED, KeyMappingError, from_diffusers, is_diffuse
 from .model import WanModel
 
 INDEX_SUFFIX = ".safetensors.index.json"
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 
 class CheckpointError(ValueError):
@@ -108,11 +109,20 @@ def to_official_names(named: dict) -> dict:
     return out
 
 
-def check_checkpoint(model: WanModel, path: str | Path) -> dict[str, tuple[int, ...]]:
-    """Strictly compare a checkpoint's names and shapes with the model's parameters, reading headers only.
+def refuse_pickle(path: str | Path, instead: str) -> None:
+    """A pickled checkpoint (the official `.pth` files) is refused before anything reads it: one line saying
+    to convert it, or to use `instead` (the published safetensors)."""
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"checkpoint: {path.name} is a pickled checkpoint, which is never loaded; convert it to safetensors "
+            f"(official names are accepted) or use {instead}"
+        )
 
-    Returns the official-named shapes; raises one `CheckpointError` listing every problem."""
-    shapes = to_official_names(read_shapes(path))
+
+def compare_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], path: str | Path) -> None:
+    """Strictly compare official-named checkpoint shapes with the model's parameters: one `CheckpointError`
+    listing every missing, unexpected and mis-shaped key."""
     expected = {k: tuple(p.shape) for k, p in model.named_parameters()}
     missing = expected.keys() - shapes.keys()
     unexpected = shapes.keys() - expected.keys()
@@ -128,6 +138,27 @@ def check_checkpoint(model: WanModel, path: str | Path) -> dict[str, tuple[int, 
         problems.append(f"shape mismatches: {_listing(mismatched, 4)}")
     if problems:
         raise CheckpointError(f"checkpoint {Path(path).name}: " + "; ".join(problems))
+
+
+def assign_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> bool:
+    """Load official-named tensors (already checked) into `model`, each in its parameter's dtype; a model on
+    meta gets them on CPU. Returns whether it was on meta (its non-persistent buffers then need rebuilding)."""
+    params = dict(model.named_parameters())
+    on_meta = next(iter(params.values())).is_meta
+    state = {
+        k: tensors[k].to(device="cpu" if on_meta else p.device, dtype=p.dtype) for k, p in params.items()
+    }
+    model.load_state_dict(state, strict=True, assign=True)
+    model.requires_grad_(False)
+    return on_meta
+
+
+def check_checkpoint(model: WanModel, path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Strictly compare a checkpoint's names and shapes with the model's parameters, reading headers only.
+
+    Returns the official-named shapes; raises one `CheckpointError` listing every problem."""
+    shapes = to_official_names(read_shapes(path))
+    compare_shapes(model, shapes, path)
     return shapes
 
 
@@ -136,15 +167,7 @@ def load_checkpoint(model: WanModel, path: str | Path) -> WanModel:
 
     Names and shapes are checked before any weight is read; values take each parameter's policy dtype."""
     check_checkpoint(model, path)
-    tensors = to_official_names(read_tensors(path))
-    params = dict(model.named_parameters())
-    on_meta = next(iter(params.values())).is_meta
-    state = {
-        k: tensors[k].to(device="cpu" if on_meta else p.device, dtype=p.dtype) for k, p in params.items()
-    }
-    model.load_state_dict(state, strict=True, assign=True)
-    model.requires_grad_(False)
-    if on_meta:
+    if assign_tensors(model, to_official_names(read_tensors(path))):
         model.reset_tables()
     return model
 

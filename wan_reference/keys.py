@@ -64,11 +64,16 @@ def _compile(template: str) -> re.Pattern:
     return re.compile(rf"^{body}(?P<leaf>\.(?:weight|bias))?$")
 
 
-_TO_DIFFUSERS = [(_compile(o), d) for o, d in KEY_TABLE]
-_TO_OFFICIAL = [(_compile(d), o) for o, d in KEY_TABLE]
+Rules = list[tuple[re.Pattern, str]]
 
 
-def _map(key: str, rules) -> str | None:
+def key_rules(table: tuple[tuple[str, str], ...]) -> tuple[Rules, Rules]:
+    """A table of (official, other) module-path templates ({i}: a block index) compiled both ways:
+    (official -> other, other -> official); `map_key` applies one direction to a parameter name."""
+    return [(_compile(o), d) for o, d in table], [(_compile(d), o) for o, d in table]
+
+
+def map_key(key: str, rules: Rules) -> str | None:
     for pattern, target in rules:
         m = pattern.match(key)
         if m:
@@ -77,15 +82,18 @@ def _map(key: str, rules) -> str | None:
     return None
 
 
+_TO_DIFFUSERS, _TO_OFFICIAL = key_rules(KEY_TABLE)
+
+
 def to_diffusers(key: str) -> str:
-    out = _map(key, _TO_DIFFUSERS)
+    out = map_key(key, _TO_DIFFUSERS)
     if out is None:
         raise KeyMappingError(f"no diffusers name for official key {key!r}")
     return out
 
 
 def from_diffusers(key: str) -> str:
-    out = _map(key, _TO_OFFICIAL)
+    out = map_key(key, _TO_OFFICIAL)
     if out is None:
         raise KeyMappingError(f"no official name for diffusers key {key!r}")
     return out

@@ -11,6 +11,10 @@ turns it into visible `.to()` casts. Three runtimes are modelled:
   time embedding, time projection and head; LayerNorm under autocast outputs fp32; RoPE in float64; the
   residual stream is promoted to fp32 by the first gated add.
 * ``fp32`` — everything in fp32 (RoPE in float64): the reference used to prove faithfulness against diffusers.
+
+The umT5 text encoder has one dtype for its weights and activations, ``text``: bf16 in both runtimes (the
+official ``t5_dtype``, outside any autocast; diffusers' ``torch_dtype``, where transformers keeps UMT5's ``wo``
+in fp32 only under fp16), fp32 in the reference. Its output is the DiT's text context, in the same dtype.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class PrecisionPolicy:
     attention: torch.dtype = torch.float32  # q, k, v are cast to this for the attention kernel
     # dtypes the model's inputs arrive in
     latents: torch.dtype = torch.float32
-    text: torch.dtype = torch.float32
+    text: torch.dtype = torch.float32  # also the umT5 encoder's weights and compute dtype: its output is this input
     clip: torch.dtype = torch.float32
     # dtype the VAE's weights and activations are in: fp32 in every runtime modelled (the official
     # WanVAE(dtype=torch.float) under autocast(float32); diffusers' Wan pipelines load AutoencoderKLWan in fp32)
@@ -96,7 +100,7 @@ WAN_OFFICIAL = PrecisionPolicy(
     rope_out=torch.float32,
     attention=torch.bfloat16,
     latents=torch.float32,
-    text=torch.bfloat16,  # umT5 runs with bf16 weights
+    text=torch.bfloat16,  # umT5 runs with bf16 weights (t5_dtype), outside the DiT's autocast
     clip=torch.float32,
 )
 

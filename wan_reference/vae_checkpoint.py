@@ -9,21 +9,19 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import CheckpointError, _listing, read_shapes, read_tensors
+from .checkpoint import (
+    CheckpointError,
+    _listing,
+    assign_tensors,
+    compare_shapes,
+    read_shapes,
+    read_tensors,
+    refuse_pickle,
+)
 from .keys import KeyMappingError
 from .vae import WanVAE
 from .vae_config import VAEConfig
 from .vae_keys import is_diffusers_vae_naming, vae_from_diffusers, vae_to_diffusers
-
-PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-
-
-def _refuse_pickle(path: Path) -> None:
-    if path.suffix in PICKLE_SUFFIXES:
-        raise CheckpointError(
-            f"checkpoint: {path.name} is a pickled checkpoint, which is never loaded; convert it to safetensors "
-            "(official names are accepted) or use the diffusers vae/diffusion_pytorch_model.safetensors"
-        )
 
 
 def _official(named: dict, config: VAEConfig) -> dict:
@@ -43,33 +41,16 @@ def _official(named: dict, config: VAEConfig) -> dict:
 def check_vae_checkpoint(model: WanVAE, path: str | Path) -> dict[str, tuple[int, ...]]:
     """Compare a checkpoint's names and shapes with the model's parameters (headers only); one error
     listing every problem."""
-    path = Path(path)
-    _refuse_pickle(path)
+    refuse_pickle(path, "the diffusers vae/diffusion_pytorch_model.safetensors")
     shapes = _official(read_shapes(path), model.config)
-    expected = {k: tuple(p.shape) for k, p in model.named_parameters()}
-    problems = []
-    if missing := expected.keys() - shapes.keys():
-        problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected := shapes.keys() - expected.keys():
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched := [f"{k} {list(shapes[k])} != {list(v)}" for k, v in expected.items()
-                      if k in shapes and shapes[k] != v]:
-        problems.append(f"shape mismatches: {_listing(mismatched, 4)}")
-    if problems:
-        raise CheckpointError(f"checkpoint {path.name}: " + "; ".join(problems))
+    compare_shapes(model, shapes, path)
     return shapes
 
 
 def load_vae_checkpoint(model: WanVAE, path: str | Path) -> WanVAE:
     """Load a safetensors VAE into `model` (from meta it lands on CPU); values take the parameters' dtype."""
     check_vae_checkpoint(model, path)
-    tensors = _official(read_tensors(path), model.config)
-    params = dict(model.named_parameters())
-    on_meta = next(iter(params.values())).is_meta
-    state = {k: tensors[k].to(device="cpu" if on_meta else p.device, dtype=p.dtype) for k, p in params.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    model.requires_grad_(False)
-    if on_meta:
+    if assign_tensors(model, _official(read_tensors(path), model.config)):
         model.reset_scale()
     return model
 

@@ -370,18 +370,36 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--output-tolerance", type=float, default=None,
               help="Multi-GPU: largest relative difference of the output from one process's [default: 1e-5 in "
                    "fp32, 3e-2 otherwise].")
+@click.option("--text-len", type=int, default=None,
+              help="Text encoder config (model_type umt5): tokens per prompt [default: 512, the official text_len].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
 @one_line_errors
 def verify(device, config_path, workload, precision, frames, height, width, batch, tolerance, gpu, time_tolerance,
            host_overheads, blocks, counters, counter_metrics, counter_replay, repeats, ulysses, ring, output_tolerance,
-           out_dir):
+           text_len, out_dir):
     """Run the same model for real and check the analytic counts module by module (with --ulysses/--ring, one
-    rank of the sequence-parallel forward, under torchrun)."""
+    rank of the sequence-parallel forward, under torchrun). A text encoder config.json (transformers UMT5) runs
+    one call of the umT5 encoder on --batch prompts of --text-len tokens instead."""
+    from wan_reference.t5_config import is_t5_config
+
     from .measure.verify import verify as run_verify
     from .views.verify import print_result
     from .work.report import write_atomic
 
     writable_dir(out_dir)
+    dit_only = {"--workload": click.get_current_context().get_parameter_source("workload").name != "DEFAULT",
+                "--frames": frames is not None, "--height": height is not None, "--width": width is not None,
+                "--gpu": gpu is not None, "--host-overheads": host_overheads, "--blocks": blocks is not None,
+                "--counters": counters, "--ulysses": ulysses != 1, "--ring": ring != 1}
+    if is_t5_config(config_path):
+        given = [name for name, on in dit_only.items() if on]
+        if given:
+            raise VerifyError(f"{given[0]}: a DiT option; a text encoder config takes --text-len, --batch, "
+                              "--precision, --tolerance, --repeats")
+        verify_text_encoder_cli(device, config_path, precision, text_len, batch, tolerance, repeats, out_dir)
+        return
+    if text_len is not None:
+        raise VerifyError("--text-len: a text encoder option; --config is not a text_encoder/config.json (umt5)")
 
     if ulysses * ring > 1 or ulysses < 1 or ring < 1:
         verify_multi(device, config_path, workload, precision, frames, height, width, batch, gpu, time_tolerance,
@@ -399,6 +417,23 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
     doc = result.to_dict()
     write_atomic(Path(out_dir) / "verify.json", json.dumps(doc, indent=1) + "\n")
     print_result(result, Console())
+    Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
+    if not result.passed:
+        sys.exit(1)
+
+
+def verify_text_encoder_cli(device, config_path, precision, text_len, batch, tolerance, repeats, out_dir) -> None:
+    """verify on a text encoder config: one call of the umT5 encoder, checked module by module."""
+    from .measure.verify_component import verify_text_encoder
+    from .views.verify import print_component_result
+    from .work.report import write_atomic
+
+    console = Console(stderr=True)
+    with _progress(console, "verify") as progress:
+        result = verify_text_encoder(config_path, device=device, precision=precision, text_len=text_len,
+                                     batch=batch, tolerance=tolerance, repeats=repeats, progress=progress)
+    write_atomic(Path(out_dir) / "verify.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    print_component_result(result, Console())
     Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
     if not result.passed:
         sys.exit(1)

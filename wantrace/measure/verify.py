@@ -31,7 +31,7 @@ from ..timing.profile import Profile, load_profile, profile_for
 from ..work.analysis import analyze
 from ..work.categories import CATEGORIES, category_of
 from ..work.experts import is_pipeline
-from ..work.report import Report
+from ..work.report import ModuleRow, Report
 from ..work.roles import role_of
 from ..work.trace import ROOT, NodeCost
 from ..work.workload import resolve
@@ -248,7 +248,7 @@ def verify(
         with FlopCounterMode(display=False, custom_mapping=attention_formulas()) as counter:
             with ScopeFlops(probe, counter.flop_registry) as scope_counter:
                 model(**inputs)
-    per_module = _module_counts(counter, model)
+    per_module = module_counts(counter, model)
 
     times: dict[str, float] = {}
     forward_ms = None
@@ -274,9 +274,9 @@ def verify(
         kernel_ns = measure(model, inputs)
 
     # a container that is never called itself (the `blocks` ModuleList) measures as the sum of its children
-    fill_from_children(report, per_module)
-    fill_from_children(report, times)
-    rows = _rows(report, per_module, scope_counter.flops, times)
+    fill_from_children(report.modules, per_module)
+    fill_from_children(report.modules, times)
+    rows = compare_rows(report.modules, per_module, scope_counter.flops, times)
     result = VerifyResult(
         report=report, rows=rows, tolerance=tolerance, device=device_info(dev), blocks=blocks,
         forward_ms=forward_ms, peak_allocated=peak, counted_total=sum(scope_counter.flops.values()),
@@ -422,13 +422,13 @@ def _time_forward(model, inputs, dev, repeats: int, before=None) -> float:
     return best
 
 
-def fill_from_children(report: Report, values: dict) -> None:
-    for row in reversed(report.modules):  # children before parents
+def fill_from_children(modules: list[ModuleRow], values: dict) -> None:
+    for row in reversed(modules):  # children before parents
         if row.id not in values and row.children and all(c in values for c in row.children):
             values[row.id] = sum(values[c] for c in row.children)
 
 
-def _module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str, int]:
+def module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str, int]:
     """FlopCounterMode's inclusive count per module, under report ids (WanModel.blocks.0.q -> blocks.0.q)."""
     root = type(model).__name__
     counts = {}
@@ -440,8 +440,9 @@ def _module_counts(counter: FlopCounterMode, model: torch.nn.Module) -> dict[str
     return counts
 
 
-def _rows(report: Report, per_module: dict, scope_flops: Counter, times: dict) -> list[Row]:
-    rows_by_id = {row.id: row for row in report.modules}
+def compare_rows(modules: list[ModuleRow], per_module: dict, scope_flops: Counter, times: dict) -> list[Row]:
+    """One Row per module and scope of the roll-up: analytic against measured FLOPs, and time."""
+    rows_by_id = {row.id: row for row in modules}
     inclusive_scope: Counter[str] = Counter()
     for ident, n in scope_flops.items():  # roll the dispatch counter's exclusive counts up the id tree
         while True:
@@ -450,7 +451,7 @@ def _rows(report: Report, per_module: dict, scope_flops: Counter, times: dict) -
                 break
             ident = rows_by_id[ident].parent if ident in rows_by_id else ROOT
     rows = []
-    for row in report.modules:
+    for row in modules:
         is_scope = row.type == "scope"
         measured = inclusive_scope.get(row.id, 0) if is_scope else per_module.get(row.id, 0)
         rows.append(Row(

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..measure.verify import VerifyResult
+from ..measure.verify_component import ComponentResult
 from .units import flops, nbytes, seconds, si
 
 
@@ -113,3 +114,31 @@ def _ratio(x) -> str:
 
 def _opt(fmt, x) -> str:
     return fmt(x) if x is not None else "-"
+
+
+def print_component_result(result: ComponentResult, console: Console) -> None:
+    """A component's verify (the text encoder): what ran, the FLOP comparison, time and memory, the verdict."""
+    doc = result.to_dict()
+    s = doc["summary"]
+    console.print(f"{doc['component']} · {doc['variant']} · {doc['layers']} layers · {doc['batch']} x "
+                  f"{doc['text_len']} tokens · {doc['precision']} ({doc['dtype']}) · {doc['device']['name']} · "
+                  f"torch {doc['torch']}")
+    console.print(f"modules and scopes compared: {s['modules_compared']:,}; max FLOP error "
+                  f"{100 * s['max_rel_error']:.4f}% (tolerance {100 * result.tolerance:.1f}%); FlopCounterMode "
+                  f"total {s['flop_counter_total']:,} vs analytic {s['analytic_total']:,}")
+    line = f"forward {s['forward_ms']:.2f} ms"
+    if s["achieved_tflops"]:
+        line += f", {si(s['achieved_tflops'] * 1e12, 'FLOP/s')}"
+    if s["peak_allocated_bytes"] is not None:
+        line += (f"; peak allocated {nbytes(s['peak_allocated_bytes'])} vs analytic params "
+                 f"{nbytes(s['analytic_param_bytes'])} + activations {nbytes(s['analytic_activation_bytes'])}")
+    console.print(line)
+    if result.offenders:
+        bad = Table(title="[red]modules over the tolerance", title_justify="left")
+        for name in ("id", "analytic", "measured", "error"):
+            bad.add_column(name, justify="left" if name == "id" else "right")
+        for r in result.offenders[:40]:
+            err = "inf" if r.rel_error == float("inf") else f"{100 * r.rel_error:.3f}%"
+            bad.add_row(r.id, f"{r.analytic_flops:,}", f"{r.measured_flops:,}", err)
+        console.print(bad)
+    console.print("[green]PASS[/]" if result.passed else "[red]FAIL[/]: FLOP counts disagree")

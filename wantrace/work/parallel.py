@@ -6,32 +6,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
 from wan_reference import Geometry, WanConfig, build_model, make_inputs
 from wan_reference.parallel import Layout, LayoutError, padded_seq_len, parallelize
-from wan_reference.precision import PrecisionPolicy
+from wan_reference.precision import WAN_OFFICIAL, PrecisionPolicy
+from wan_reference.t5 import build_t5
+from wan_reference.t5_config import T5Config
 
 from .metrics import ZERO, Metrics
 from .nodynamo import dynamo_not_imported
 from .trace import CostInterpreter, NodeCost, Trace, WanTracer
 from .workload import Workload
 
-T5_UMT5_XXL = {  # wan/modules/t5.py umt5_xxl(), encoder only (T5EncoderModel), bf16 (wan_shared_cfg.t5_dtype)
-    "vocab_size": 256384, "dim": 4096, "dim_attn": 4096, "dim_ffn": 10240, "num_heads": 64, "encoder_layers": 24,
-    "num_buckets": 32, "dtype_bytes": 2,
-}
 
-
-def t5_params(c: dict[str, int] = T5_UMT5_XXL) -> int:
-    """Parameters of the umT5-XXL encoder as wan/modules/t5.py builds it: the token embedding; per block two
-    T5LayerNorms, q/k/v/o (no bias), the gated FFN (gate, fc1, fc2, no bias) and its own relative-position
-    embedding (shared_pos=False); the final norm. 5,680,910,336 (11.36 GB in bf16; the published
-    models_t5_umt5-xxl-enc-bf16.pth is 11.4 GB)."""
-    d, a, f = c["dim"], c["dim_attn"], c["dim_ffn"]
-    block = 2 * d + 4 * d * a + 3 * d * f + c["num_buckets"] * c["num_heads"]
-    return c["vocab_size"] * d + c["encoder_layers"] * block + d
+@lru_cache(maxsize=1)
+def t5_params() -> int:
+    """Parameters of the umT5-XXL encoder, counted on the model (`wan_reference.t5`, built on meta):
+    5,680,910,336 (11.36 GB in bf16; the published models_t5_umt5-xxl-enc-bf16.pth is 11.4 GB)."""
+    return sum(p.numel() for p in build_t5(T5Config()).parameters())
 
 
 class PlanError(ValueError):
@@ -147,7 +142,7 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
         transient = units[0][0] * 2 + 2 * block
     else:
         dit, transient = dit_full, 0
-    t5_full = t5_params() * T5_UMT5_XXL["dtype_bytes"]
+    t5_full = t5_params() * WAN_OFFICIAL.text.itemsize  # the official t5_dtype (bf16), whatever the DiT's policy
     if plan.t5_cpu:
         t5_encode = t5_sampling = 0
     elif plan.t5_fsdp:
