@@ -20,6 +20,7 @@ FULL_CONSTANTS = {
     "complex_mul": 6,  # (a+bi)(c+di): 4 multiplies + 2 adds
     "complex_add": 2,
     "reduction": 1,  # sum / mean: one add per input element
+    "bicubic": 35,  # per output element: 4 row and 1 column 4-tap cubic convolutions of 4 mul + 3 add (torch's kernel)
 }
 
 

@@ -10,8 +10,9 @@ import torch
 from .base import FULL_CONSTANTS, OpCall, moved, rule
 
 _ARITH = [operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
-          torch.div, "Tensor.add", "Tensor.sub", "Tensor.mul", "Tensor.div", "Tensor.add_"]
-_MULTIPLICATIVE = {"mul", "truediv", "div"}
+          torch.div, "Tensor.add", "Tensor.sub", "Tensor.mul", "Tensor.div",
+          "Tensor.add_", "Tensor.sub_", "Tensor.mul_", "Tensor.div_"]  # in place: still a read and a write
+_MULTIPLICATIVE = {"mul", "truediv", "div", "mul_", "div_"}
 
 
 @rule(*_ARITH, family="elementwise")

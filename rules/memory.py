@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import METADATA, Cost, OpCall, moved, rule
+from .base import FULL_CONSTANTS, METADATA, Cost, OpCall, moved, rule
 
 
 @rule("Tensor.to", "Tensor.float", "Tensor.double", "Tensor.half", "Tensor.bfloat16", "Tensor.type",
@@ -36,11 +36,15 @@ def concatenate(call: OpCall):
 @rule(F.interpolate, family="memory")
 def interpolate(call: OpCall):
     """Nearest / nearest-exact resampling (the Wan VAE's 2x upsample): each output element is a copy of one
-    input element, so 0 FLOPs; the input read once, the output written once."""
+    input element, so 0 FLOPs. Bicubic (CLIP's resize to 224): a 4x4 neighbourhood per output element, `full`
+    35 FLOPs each; torch counts 0. The input is read once (a downscale by less than 4x touches every input
+    row and column), the output written once."""
     mode = call.arg(3, "mode", "nearest")
-    if mode not in ("nearest", "nearest-exact"):
-        raise NotImplementedError(f"interpolate mode {mode!r}")
-    return moved(call)
+    if mode in ("nearest", "nearest-exact"):
+        return moved(call)
+    if mode == "bicubic" and len(call.out.shape) == 4 and not call.arg(6, "antialias", False):
+        return moved(call, 0, FULL_CONSTANTS["bicubic"] * call.out.numel)
+    raise NotImplementedError(f"interpolate mode {mode!r}")
 
 
 @rule(torch.zeros_like, torch.zeros, "Tensor.new_zeros", "Tensor.new_ones", torch.full_like, torch.full,

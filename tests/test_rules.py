@@ -96,6 +96,22 @@ def test_casts_copies_and_views():
     assert cost("Tensor.transpose", [x, 0, 1], spec(16, 8), kind="call_method", aliases=True).metadata
 
 
+def test_bicubic_resize_and_in_place_arithmetic():
+    """CLIP's preprocessing: a bicubic resize (35 per output element in `full`, the whole input read) and the
+    in-place rescale and normalise (still one read and one write each)."""
+    image, small = spec(1, 3, 480, 832, dtype=FP32), spec(1, 3, 224, 224, dtype=FP32)
+    resize = cost(F.interpolate, [image], small, kwargs={"size": (224, 224), "mode": "bicubic"})
+    assert (resize.flops_torch, resize.flops_full) == (0, 35 * 3 * 224 * 224)
+    assert (resize.bytes_read, resize.bytes_written) == (3 * 480 * 832 * 4, 3 * 224 * 224 * 4)
+    with pytest.raises(NotImplementedError, match="bilinear"):
+        cost(F.interpolate, [image], small, kwargs={"size": (224, 224), "mode": "bilinear"})
+    x = spec(2, 3, 224, 224, dtype=FP32)
+    scaled = cost("Tensor.mul_", [x, 0.5], x, kind="call_method", aliases=True, name="mul_")
+    assert (scaled.flops_full, scaled.bytes_read, scaled.bytes_written) == (x.numel, x.nbytes, x.nbytes)
+    normalised = cost("Tensor.sub_", [x, spec(3, 1, 1, dtype=FP32)], x, kind="call_method", aliases=True, name="sub_")
+    assert (normalised.flops_full, normalised.bytes_read) == (x.numel, x.nbytes + 12)
+
+
 def test_einsum_two_operands_and_permutation():
     a, b = spec(2, 8, 16), spec(2, 16, 4)
     assert cost(torch.einsum, ["bij,bjk->bik", a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)

@@ -48,6 +48,10 @@ class PrecisionPolicy:
     # dtype the VAE's weights and activations are in: fp32 in every runtime modelled (the official
     # WanVAE(dtype=torch.float) under autocast(float32); diffusers' Wan pipelines load AutoencoderKLWan in fp32)
     vae: torch.dtype = torch.float32
+    # dtype of the CLIP image encoder's weights and activations (i2v, flf2v). The official CLIPModel keeps fp16
+    # weights (clip_dtype) under autocast(float16), which casts the patch embedding's fp32 input and runs LayerNorm
+    # in fp32 (the model's visible casts, no-ops in fp32); diffusers' Wan i2v examples load CLIPVisionModel in fp32
+    image_encoder: torch.dtype = torch.float32
 
     def param_dtype_of(self, name: str) -> torch.dtype:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.fp32_params):
@@ -102,6 +106,7 @@ WAN_OFFICIAL = PrecisionPolicy(
     latents=torch.float32,
     text=torch.bfloat16,  # umT5 runs with bf16 weights (t5_dtype), outside the DiT's autocast
     clip=torch.float32,
+    image_encoder=torch.float16,
 )
 
 FP32 = PrecisionPolicy(
