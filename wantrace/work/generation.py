@@ -178,7 +178,8 @@ def analyze_generation(
                 if path is None:
                     raise ConfigError(f"--{step.id.replace('_', '-')}: give the {step.id}'s config.json (no shipped "
                                       "config in this installation)")
-                records, model, peak = _trace_encoder(step.id, tracer, path, policy, wl, task, strict)
+                records, model, peak = _trace_encoder(step.id, tracer, path, policy, wl, task, dims["text_len"],
+                                                      strict)
             elif step.id == "scheduler":
                 trace = trace_sampler(latent, wl["steps"], wl["cfg"], shift, guide, strict)
                 records, model, peak = trace.records, trace.model, trace.peak_activation_bytes
@@ -205,10 +206,10 @@ IMAGES = {"i2v": 1, "flf2v": 2}  # conditioning images CLIP encodes in its one c
 
 
 def _trace_encoder(component: str, found: tuple[Callable, Callable], path: Path, policy: PrecisionPolicy, wl: dict,
-                   task: str, strict: bool) -> tuple[list[NodeCost], torch.nn.Module, int]:
+                   task: str, text_len: int, strict: bool) -> tuple[list[NodeCost], torch.nn.Module, int]:
     tracer, load = found
     if component == "text_encoder":  # the prompt padded to text_len tokens, one prompt per video
-        trace = tracer(load(path), policy, batch=wl["batch"], strict=strict)
+        trace = tracer(load(path), policy, text_len=text_len, batch=wl["batch"], strict=strict)
     else:
         trace = tracer(load(path), policy, batch=wl["batch"] * IMAGES[task], height=wl["height"], width=wl["width"],
                        strict=strict)
@@ -269,7 +270,8 @@ def resident_memory(dit: Report, components: list[Component], policy: PrecisionP
     else:
         pipeline = read_pipeline(config) if is_pipeline(config) else None
         dit_config = pipeline.experts[0].config if pipeline else read_config(Path(config))[0]
-    plan_mem = memory_plan(dit_config, policy, plan_, dit.totals["activation_bytes"])
+    t5_bytes = by_id["text_encoder"].rows[0].param_bytes if "text_encoder" in by_id else None
+    plan_mem = memory_plan(dit_config, policy, plan_, dit.totals["activation_bytes"], t5_bytes)
     dit_weights = dit.totals["param_bytes"] if dit.experts is None else \
         dit.experts["resident_weight_bytes"]["offload_idle" if plan_.offload else "both_loaded"]
     if plan_.dit_fsdp:
