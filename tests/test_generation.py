@@ -27,6 +27,9 @@ TINY_T2V = MODELS / "wan2.1-tiny-t2v" / "config.json"
 TINY_I2V = MODELS / "wan2.1-tiny-i2v" / "config.json"
 TINY_VAE = MODELS / "wan2.1-tiny-vae" / "vae" / "config.json"
 TINY_A14B = MODELS / "wan2.2-tiny-t2v-a14b"
+TINY_T5 = MODELS / "wan2.1-tiny-umt5" / "text_encoder" / "config.json"
+TINY_CLIP = MODELS / "wan2.1-tiny-clip" / "image_encoder" / "config.json"
+TINY = {"vae": TINY_VAE, "text_encoder": TINY_T5, "image_encoder": TINY_CLIP}
 
 
 # --- the sampler ------------------------------------------------------------------------------------------------
@@ -129,18 +132,16 @@ def _check_tree(report):
 
 @pytest.fixture(scope="module")
 def i2v():
-    return analyze_generation(TINY_I2V, "ci-tiny", vae=TINY_VAE, cfg=True, steps=3, strict=True)
+    return analyze_generation(TINY_I2V, "ci-tiny", **TINY, cfg=True, steps=3, strict=True)
 
 
 def test_generation_rolls_up(i2v):
     rows = _check_tree(i2v)
     modelled = [c["id"] for c in i2v.generation["components"]]
-    assert rows["model"].children == modelled
-    assert modelled == [c for c in ("text_encoder", "image_encoder", "vae.encode", "dit", "scheduler", "vae.decode")
-                        if c in modelled]
-    assert {"vae.encode", "dit", "scheduler", "vae.decode"} <= set(modelled)
-    for n in i2v.generation["not_modelled"]:  # an encoder this build has no tracer for: named, no numbers
-        assert n["id"] in ("text_encoder", "image_encoder") and "not part of this build" in n["reason"]
+    assert rows["model"].children == modelled == ["text_encoder", "image_encoder", "vae.encode", "dit", "scheduler",
+                                                  "vae.decode"]
+    assert i2v.generation["not_modelled"] == []
+    assert [rows[c].calls for c in modelled] == [2, 1, 1, 6, 3, 1]
 
 
 def test_generation_components_equal_their_traces(i2v):
@@ -149,13 +150,21 @@ def test_generation_components_equal_their_traces(i2v):
     assert rows["dit"].inclusive == dit.forward.times(6) and rows["dit"].calls == 6
     role = "blocks.1.self_attn.attention"
     assert rows[f"dit.{role}"].inclusive == dit.module(role).inclusive.times(6)
+    from wan_reference import load_clip_config, load_t5_config
     from wan_reference.precision import get_policy
     from wan_reference.vae_config import load_vae_config
+    from wantrace.work.analysis import forward_total
+    from wantrace.work.image_encoder import trace_image_encoder
+    from wantrace.work.text_encoder import trace_text_encoder
 
     for direction in ("encode", "decode"):
         trace = trace_vae(load_vae_config(TINY_VAE), get_policy("bf16"), 5, 256, 256, direction)
         assert rows[f"vae.{direction}"].inclusive == trace.total and rows[f"vae.{direction}"].calls == 1
     assert rows["scheduler"].calls == 3
+    t5 = trace_text_encoder(load_t5_config(TINY_T5), get_policy("bf16"))
+    assert rows["text_encoder"].inclusive == forward_total(t5.records, [1] * len(t5.records)).times(2)
+    clip = trace_image_encoder(load_clip_config(TINY_CLIP), get_policy("bf16"), batch=1, height=256, width=256)
+    assert rows["image_encoder"].inclusive == forward_total(clip.records, [1] * len(clip.records))
     memory = i2v.generation["memory"]
     assert memory["peak"] == max(p["peak"] for p in memory["phases"].values())
     assert memory["phases"]["vae.decode"]["activations"] == trace.peak_activation_bytes
@@ -164,7 +173,7 @@ def test_generation_components_equal_their_traces(i2v):
 def test_generation_time_adds_up():
     from wantrace.timing.predictor import Predictor
 
-    report = analyze_generation(TINY_T2V, "ci-tiny", vae=TINY_VAE, steps=2, timing=Predictor("h200"))
+    report = analyze_generation(TINY_T2V, "ci-tiny", **TINY, steps=2, timing=Predictor("h200"))
     rows = _check_tree(report)
     assert all(rows[c].inclusive.time_ns > 0 for c in rows["model"].children)
     shares = {c["id"]: c["share"]["time"] for c in report.generation["components"]}
@@ -172,7 +181,7 @@ def test_generation_time_adds_up():
 
 
 def test_two_expert_generation():
-    report = analyze_generation(TINY_A14B, "t2v-a14b-480p", vae=TINY_VAE, frames=5, height=128, width=128)
+    report = analyze_generation(TINY_A14B, "t2v-a14b-480p", **TINY, frames=5, height=128, width=128)
     rows = _check_tree(report)
     assert rows["dit"].children == ["dit.high_noise_model", "dit.low_noise_model"]
     assert rows["dit"].calls == 80 and rows["dit.high_noise_model"].calls == 52
@@ -181,7 +190,7 @@ def test_two_expert_generation():
 
 def test_cli_default_is_the_generation_and_only_dit_the_dit_report(tmp_path):
     common = ["analyze", "--config", str(TINY_T2V), "--workload", "ci-tiny", "--format", "json"]
-    whole = CliRunner().invoke(main, [*common, "--vae", str(TINY_VAE)])
+    whole = CliRunner().invoke(main, [*common, "--vae", str(TINY_VAE), "--text-encoder", str(TINY_T5)])
     dit = CliRunner().invoke(main, [*common, "--only", "dit"])
     assert whole.exit_code == dit.exit_code == 0, whole.output
     doc = json.loads(whole.output)
@@ -197,6 +206,18 @@ def test_cli_default_is_the_generation_and_only_dit_the_dit_report(tmp_path):
         compare(json.loads(a.read_text()), json.loads(b.read_text()))
     result = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+
+
+def test_flf2v_encodes_two_images_in_one_clip_call():
+    from wan_reference import load_clip_config
+    from wan_reference.precision import get_policy
+    from wantrace.work.image_encoder import trace_image_encoder
+
+    report = analyze_generation(MODELS / "wan2.1-flf2v-14b-720p" / "config.json", "ci-tiny", **TINY, steps=1)
+    rows = _check_tree(report)
+    clip = trace_image_encoder(load_clip_config(TINY_CLIP), get_policy("bf16"), batch=2, height=256, width=256)
+    assert rows["image_encoder"].calls == 1
+    assert rows["image_encoder"].inclusive.flops_full == sum(r.cost.flops_full for r in clip.records)
 
 
 def test_default_presets_cover_every_task():
