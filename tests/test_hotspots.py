@@ -102,7 +102,8 @@ def test_hotspots_rank_and_break_ties_by_block_index(report):
 
 def test_analyze_prints_and_writes_hotspots(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["analyze", "--config", T2V_14B, "--out", str(out), "--depth", "1"])
+    result = CliRunner().invoke(main, ["analyze", "--config", T2V_14B, "--out", str(out), "--depth", "1", "--only",
+                                       "dit"])
     assert result.exit_code == 0, result.output
     assert "Top 10 layers (roles summed over blocks) by FLOPs (full)" in result.output
     assert "blocks.*.ffn.0 x40" in result.output
@@ -111,9 +112,11 @@ def test_analyze_prints_and_writes_hotspots(tmp_path):
     assert "## Top 5 categories by FLOPs (full)" in summary
     assert "| 1 | `blocks.*.ffn.0 x40` | 40 |" in summary
 
-    result = CliRunner().invoke(main, ["analyze", "--config", T2V_14B, "--out", str(out), "--hotspots-by-module"])
+    result = CliRunner().invoke(main, ["analyze", "--config", T2V_14B, "--out", str(out), "--hotspots-by-module",
+                                       "--only", "dit"])
     assert result.exit_code == 0, result.output
     summary = (out / "summary.md").read_text()
-    assert summary.startswith(f"`wantrace analyze --config {T2V_14B} --workload ci-tiny --hotspots-by-module`")
+    assert summary.startswith(f"`wantrace analyze --config {T2V_14B} --workload ci-tiny --hotspots-by-module "
+                              "--only dit`")
     assert "## Top 10 modules by FLOPs (full)" in summary
     assert "| 1 | `blocks.0.ffn.0` | 1 |" in summary and "| 10 | `blocks.9.ffn.0` | 1 |" in summary

@@ -124,13 +124,17 @@ def compare_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], p
     """Strictly compare official-named checkpoint shapes with the model's parameters: one `CheckpointError`
     listing every missing, unexpected and mis-shaped key."""
     expected = {k: tuple(p.shape) for k, p in model.named_parameters()}
+    missing = expected.keys() - shapes.keys()
+    unexpected = shapes.keys() - expected.keys()
+    mismatched = [
+        f"{k} {list(shapes[k])} != {list(v)}" for k, v in expected.items() if k in shapes and shapes[k] != v
+    ]
     problems = []
-    if missing := expected.keys() - shapes.keys():
+    if missing:
         problems.append(f"missing keys: {_listing(missing)}")
-    if unexpected := shapes.keys() - expected.keys():
+    if unexpected:
         problems.append(f"unexpected keys: {_listing(unexpected)}")
-    if mismatched := [f"{k} {list(shapes[k])} != {list(v)}" for k, v in expected.items()
-                      if k in shapes and shapes[k] != v]:
+    if mismatched:
         problems.append(f"shape mismatches: {_listing(mismatched, 4)}")
     if problems:
         raise CheckpointError(f"checkpoint {Path(path).name}: " + "; ".join(problems))

@@ -208,14 +208,22 @@ def model(config_path: str, checkpoint: str | None, fmt: str) -> None:
 @click.option("--offload-model/--no-offload-model", default=None,
               help="Memory: official --offload_model [default: on for one GPU, off for several].")
 @click.option("--t5-cpu", is_flag=True, help="Memory: the T5 on the CPU (official --t5_cpu).")
+@click.option("--only", type=click.Choice(["dit"]), default=None,
+              help="dit: the DiT alone, one forward's tree (the schema-2 report); default: the whole generation.")
+@click.option("--vae", "vae_path", type=click.Path(), default=None,
+              help="The VAE's config.json [default: the shipped Wan2.1 VAE].")
+@click.option("--text-encoder", "text_encoder_path", type=click.Path(), default=None,
+              help="The text encoder's config.json [default: the shipped umT5-XXL].")
+@click.option("--image-encoder", "image_encoder_path", type=click.Path(), default=None,
+              help="The image encoder's config.json [default: the shipped CLIP ViT-H/14].")
 @one_line_errors
 def analyze(config_path, workload, frames, height, width, steps, cfg, batch, precision, out_dir, fmt, depth,
             expand_blocks, by_module, strict, full_trace, gpu, ulysses, ring, cfg_parallel, gpus, dit_fsdp, t5_fsdp,
-            offload_model, t5_cpu):
-    """What one generation costs, and where: FLOPs (torch and full conventions) and bytes per module, and with
-    --gpu the predicted time."""
+            offload_model, t5_cpu, only, vae_path, text_encoder_path, image_encoder_path):
+    """What one generation costs, and where: every component (text and image encoders, VAE, the DiT's forwards,
+    the sampler) with FLOPs (torch and full conventions) and bytes per module, and with --gpu the predicted
+    time. --only dit: the DiT alone."""
     from .views.render import print_tree, summary_markdown
-    from .work.analysis import analyze as run_analysis
     from .work.report import write_atomic
 
     if out_dir is not None:
@@ -229,12 +237,22 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
     overrides = dict(frames=frames, height=height, width=width, steps=steps, cfg=cfg, batch=batch,
                      precision=precision)
     plan, multi = multi_gpu_plan(ulysses, ring, cfg_parallel, gpus, dit_fsdp, t5_fsdp, offload_model, t5_cpu)
-    report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, timing=timing,
-                          parallel=plan, **overrides)
+    paths = {"vae": vae_path, "text_encoder": text_encoder_path, "image_encoder": image_encoder_path}
+    if only == "dit":
+        from .work.analysis import analyze as run_analysis
+
+        report = run_analysis(config_path, workload, strict=strict, replicate=not full_trace, timing=timing,
+                              parallel=plan, **overrides)
+    else:
+        from .work.generation import analyze_generation
+
+        report = analyze_generation(config_path, workload, strict=strict, replicate=not full_trace, timing=timing,
+                                    parallel=plan, **paths, **overrides)
     command = " ".join(["wantrace analyze", f"--config {config_path}", f"--workload {workload}"] + [
         (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k} {v}"
         for k, v in overrides.items() if v is not None
-    ] + (["--hotspots-by-module"] if by_module else []) + ([f"--gpu {gpu}"] if gpu else []) + multi)
+    ] + (["--hotspots-by-module"] if by_module else []) + ([f"--gpu {gpu}"] if gpu else []) + multi + (
+        ["--only dit"] if only else []) + [f"--{k.replace('_', '-')} {v}" for k, v in paths.items() if v])
     if fmt == "json":
         click.echo(report.to_json(), nl=False)
         if out_dir is None:
@@ -248,19 +266,29 @@ def analyze(config_path, workload, frames, height, width, steps, cfg, batch, pre
         profile = timing.profile if timing is not None else None
         lines = parallel_lines(report, profile.figure("memory_bytes") if profile else None,
                                profile.doc["gpu"] if profile else None)
-    if report.experts is not None:  # Wan2.2 A14B: both experts, one generation
-        from .views.experts import experts_markdown, print_experts
+    if report.experts is not None and report.generation is None:  # Wan2.2 A14B DiT alone: both experts
+        from .views.experts import experts_markdown
 
         write_atomic(out / "summary.md", experts_markdown(report, command))
     else:
         summary = summary_markdown(report, command, by_module)
+        if report.experts is not None:  # a two-expert generation
+            from .views.experts import experts_section
+
+            lines = ["## Experts", "", *experts_section(report), *([""] + lines if lines else [])]
         write_atomic(out / "summary.md", summary + ("\n" + "\n".join(lines) + "\n" if lines else ""))
     if fmt == "table":
         console = Console()
         print_tree(report, console, depth=depth, expand_blocks=expand_blocks, by_module=by_module)
+        if report.generation is not None:
+            from .views.generation import print_generation
+
+            print_generation(report, console)
         if report.experts is not None:
+            from .views.experts import print_experts
+
             print_experts(report, console)
-        if lines:
+        if lines and report.experts is None:
             from rich.markdown import Markdown
 
             console.print(Markdown("\n".join(lines)))
@@ -498,8 +526,8 @@ def compare(report_a, report_b, fmt, by, top):
 @one_line_errors
 def sweep(config_path, workload, frames_text, size_text, steps_text, precision_text, cfg, out_dir, plots, strict,
           gpu):
-    """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares;
-    as CSV and JSON, with plots."""
+    """One row per workload over frames x sizes x steps x precisions: tokens, FLOPs, bytes, category shares of
+    the DiT (as analyze --only dit; the whole generation at a point: analyze); as CSV and JSON, with plots."""
     if out_dir is not None:
         writable_dir(out_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

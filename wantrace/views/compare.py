@@ -89,11 +89,12 @@ def _sections(result: dict, top: int, markdown: bool) -> list[tuple[str, tuple[s
     """(title, columns, rows, note) of the category and role tables."""
     by = result["by"]
     measure = _title(by)
+    per = result.get("per", "forward")
     roles = _role_rows(result, top, markdown)
     more = len(_moving(result["roles"], by)) - len(roles)
     return [
-        (f"Categories by change in {measure} per forward", CATEGORY_COLUMNS, _category_rows(result), ""),
-        (f"Roles by change in {measure} per forward", ROLE_COLUMNS, roles,
+        (f"Categories by change in {measure} per {per}", CATEGORY_COLUMNS, _category_rows(result), ""),
+        (f"Roles by change in {measure} per {per}", ROLE_COLUMNS, roles,
          f"{more} more roles with smaller changes (--top 0 lists all)" if more else ""),
     ]
 

@@ -57,18 +57,23 @@ def print_experts(report: Report, console: Console) -> None:
         console.print(line)
 
 
+def experts_section(report: Report) -> list[str]:
+    """The experts table and the resident weights, as markdown lines."""
+    headers = HEADERS + (("time",) if report.totals["generation"].time_ns is not None else ())
+    lines = ["| " + " | ".join(headers) + " |", "|---|---|" + "---:|" * (len(headers) - 2)]
+    lines += ["| " + " | ".join(row) + " |" for row in expert_rows(report)]
+    return lines + [""] + [f"- {line}" for line in memory_lines(report)]
+
+
 def experts_markdown(report: Report, command: str) -> str:
     t = report.totals
     timed = t["generation"].time_ns is not None
-    headers = HEADERS + (("time",) if timed else ())
     lines = [f"`{command}`", "", f"# wantrace: Wan2.2 {report.model['variant']} at {report.workload['id']}", "",
              f"- config: `{report.model['config']}` (both experts' config.json, sha256 "
              f"`{(report.model['config_sha256'] or '')[:12]}`)",
              f"- tokens {report.geometry['tokens']:,} (grid {report.geometry['grid']}); precision "
-             f"`{report.workload['precision']}`", "",
-             "| " + " | ".join(headers) + " |", "|---|---|" + "---:|" * (len(headers) - 2)]
-    lines += ["| " + " | ".join(row) + " |" for row in expert_rows(report)]
-    lines += [""] + [f"- {line}" for line in memory_lines(report)]
+             f"`{report.workload['precision']}`", ""]
+    lines += experts_section(report)
     lines += ["", "| | FLOPs (torch) | FLOPs (full) | bytes |" + (" time (s) |" if timed else ""),
               "|---|---:|---:|---:|" + ("---:|" if timed else "")]
     for key in ("forward", "step", "generation"):

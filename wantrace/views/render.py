@@ -71,9 +71,10 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
     """The hierarchy as a table with tree guides (rows over 10% of forward FLOPs (full) in red, over 3% in
     yellow), then the hotspot tables, then the totals. A two-expert report's tree is one generation (the
     root), and its hotspots are its experts' (analyze one expert's config for them)."""
-    total = report.modules[0].inclusive  # the forward; a two-expert report: the generation
+    total = report.modules[0].inclusive  # the forward; a two-expert or a generation report: the generation
     timed = total.time_ns is not None
-    per = "generation (both experts)" if report.experts is not None else "forward"
+    per = ("generation (every component)" if report.generation is not None else
+           "generation (both experts)" if report.experts is not None else "forward")
     title = (f"FLOPs per {per}: torch and full conventions; share of full; bytes moved; FLOP per byte" +
              (f"; predicted time on {report.time['profile']} and its share" if timed and report.time else ""))
     table = Table(box=None, pad_edge=False, header_style="bold", title=title, title_justify="left")
@@ -104,7 +105,7 @@ def print_tree(report: Report, console: Console, depth: int = 3, expand_blocks: 
 
     add(view_tree(report, expand_blocks), "", "", 0)
     console.print(table)
-    for hot in hotspot_tables(report, by_module) if report.experts is None else ():
+    for hot in hotspot_tables(report, by_module) if report.experts is None or report.generation else ():
         console.print(hot)
     console.print(totals_panel(report))
 
@@ -114,9 +115,10 @@ MEASURE_TITLES = {"flops": "FLOPs (full)", "bytes": "bytes", "time": "predicted 
 
 def _hot_sections(report: Report, by_module: bool):
     """The hotspot rows both views show: (layers?, measure, rows), each row (rank, label, calls, metrics, share,
-    category); calls and category are None for categories. Shares are of the forward total of the measure."""
+    category); calls and category are None for categories. Shares are of the forward's (a generation report:
+    the generation's) total of the measure."""
     hot = hotspots(report, by_module)
-    f = report.forward
+    f = report.whole
     measures = measures_for(report)
     for measure, value in measures.items():
         yield True, measure, [(i, r.label, r.calls, r.metrics, percent(value(r.metrics), value(f)), r.category)
@@ -185,8 +187,10 @@ def totals_panel(report: Report) -> Panel:
     for column in columns:
         table.add_column(column, justify="right" if column else "left")
     table.add_row(*(f"[bold]{c}" for c in columns))
+    whole = ("per generation (every component)" if report.generation is not None else
+             f"per generation (x{t['forwards_per_generation']})")
     for key, name in (("forward", "per forward"), ("step", f"per step (x{t['forwards_per_step']})"),
-                      ("generation", f"per generation (x{t['forwards_per_generation']})")):
+                      ("generation", whole)):
         m = t[key]
         table.add_row(name, flops(m.flops_torch), flops(m.flops_full), nbytes(m.bytes),
                       *([seconds(m.time_ns or 0)] if timed else []))
@@ -224,7 +228,7 @@ def time_note(report: Report) -> str:
 
 def summary_markdown(report: Report, command: str, by_module: bool = False) -> str:
     t = report.totals
-    f = report.forward
+    f = report.whole
     timed = f.time_ns is not None
     lines = [
         f"`{command}`",
@@ -247,7 +251,11 @@ def summary_markdown(report: Report, command: str, by_module: bool = False) -> s
         lines.append(f"| per {key} | {m.flops_torch:,} | {m.flops_full:,} | {m.bytes:,} |{time_cell}")
     if timed:
         lines += ["", f"- {time_note(report)}"]
-    lines += ["", "## Categories (one forward)", "",
+    if report.generation is not None:
+        from .generation import generation_markdown
+
+        lines += generation_markdown(report)
+    lines += ["", f"## Categories (one {'generation' if report.generation is not None else 'forward'})", "",
               "| category | FLOPs (torch) | share | FLOPs (full) | share | bytes | share |"
               + (" time | share |" if timed else ""),
               "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if timed else "")]

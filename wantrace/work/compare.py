@@ -72,8 +72,8 @@ def _delta(a: Metrics, b: Metrics, total_a: Metrics, total_b: Metrics,
 
 
 def _parse(doc: dict, name: str) -> tuple[Metrics, dict[str, Metrics], list[ModuleRow]]:
-    try:
-        forward = Metrics.from_dict(doc["totals"]["forward"])
+    try:  # what shares are of: one forward, or a generation report's generation (its modules are per generation)
+        forward = Metrics.from_dict(doc["totals"]["generation" if "generation" in doc else "forward"])
         categories = {c["category"]: Metrics.from_dict(c) for c in doc["categories"]}
         rows = [ModuleRow.from_dict(m) for m in doc["modules"]]
     except (KeyError, TypeError) as exc:
@@ -95,7 +95,11 @@ def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", 
         raise CompareError("compare: --by time needs predicted time in both reports (wantrace analyze --gpu NAME)")
     if by not in measures:
         raise CompareError(f"compare: --by must be one of {', '.join(measures)}, got {by!r}")
-    if ("experts" in a) != ("experts" in b):
+    if ("generation" in a) != ("generation" in b):
+        whole = names[0] if "generation" in a else names[1]
+        raise CompareError(f"compare: {whole} is a whole-generation report, the other the DiT alone: compare two of "
+                           "a kind (wantrace analyze, or both with --only dit)")
+    if ("experts" in a) != ("experts" in b) and "generation" not in a:
         two = names[0] if "experts" in a else names[1]
         raise CompareError(f"compare: {two} is a two-expert (A14B) report, one generation of both experts, the other "
                            "one forward: compare the report of one expert's config.json instead")
@@ -135,6 +139,7 @@ def compare(a: dict, b: dict, by: str = "torch", names: tuple[str, str] = ("A", 
         "totals": totals,
         "categories": ranked(categories),
         "roles": ranked(roles),
+        **({"per": "generation"} if "generation" in a else {}),
     }
 
 

@@ -24,7 +24,7 @@ TIME: Callable[[Metrics], int] = lambda m: m.time_ns or 0  # noqa: E731
 
 def measures_for(report: Report) -> dict[str, Callable[[Metrics], int]]:
     """FLOPs and bytes; predicted time too when the report was timed on a hardware profile."""
-    return {**MEASURES, "time": TIME} if report.forward.time_ns is not None else dict(MEASURES)
+    return {**MEASURES, "time": TIME} if report.whole.time_ns is not None else dict(MEASURES)
 
 T = TypeVar("T")
 

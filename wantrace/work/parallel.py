@@ -119,7 +119,8 @@ def _shard(numel: int, nbytes: int, world: int) -> int:
     return math.ceil(math.ceil(numel / world) * nbytes / numel) if numel else 0
 
 
-def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activation_bytes: int) -> dict:
+def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activation_bytes: int,
+                t5_bytes: int | None = None) -> dict:
     """Bytes one GPU holds at its peak, by part, under the official flags (docs/multi-gpu.md):
 
     * DiT weights: the whole model in its storage dtype on every GPU, or with --dit-fsdp a 1/world shard of every
@@ -129,6 +130,7 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
     * T5 (umT5-XXL encoder, bf16): on the GPU while encoding unless --t5-cpu; during sampling only when neither
       --offload-model nor --t5-cpu (offload moves it back to the CPU after encoding); --t5-fsdp holds a shard.
     * activations: the traced rank's peak (one forward; they are freed between forwards).
+    `t5_bytes`: the T5's weight bytes where a traced encoder gives them (the whole-generation report).
     The peak is the larger of the encoding phase (weights + T5) and the sampling phase (weights + FSDP copies +
     resident T5 + activations). The VAE decode (rank 0, after sampling) is not modelled here; what stays resident
     on the GPU while it runs is (`resident_at_decode`: --offload-model moves the DiT to the CPU first)."""
@@ -142,7 +144,8 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
         transient = units[0][0] * 2 + 2 * block
     else:
         dit, transient = dit_full, 0
-    t5_full = t5_params() * WAN_OFFICIAL.text.itemsize  # the official t5_dtype (bf16), whatever the DiT's policy
+    # the official t5_dtype (bf16), whatever the DiT's policy; a generation report passes its traced encoder's
+    t5_full = t5_params() * WAN_OFFICIAL.text.itemsize if t5_bytes is None else t5_bytes
     if plan.t5_cpu:
         t5_encode = t5_sampling = 0
     elif plan.t5_fsdp:

@@ -11,7 +11,9 @@ from pathlib import Path
 from .metrics import Metrics
 
 SCHEMA_VERSION = 2  # 2: optional predicted time (time_ns/time_s, `time`); docs/report-schema.md
-READABLE_SCHEMAS = (1, 2)  # what compare accepts: 2 only adds optional fields
+GENERATION_SCHEMA_VERSION = 3  # 3: the whole generation (components at the top level, `generation`); a DiT-only
+# report (--only dit) keeps schema 2, unchanged
+READABLE_SCHEMAS = (1, 2, 3)  # what compare accepts (a generation report only against another)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Report:
     time: dict | None = None  # the hardware profile and time model, when time was predicted
     parallel: dict | None = None  # one rank of a multi-GPU run: layout, padding, communication, memory
     experts: dict | None = None  # Wan2.2 A14B: the expert split (wantrace.work.experts); modules per generation
+    generation: dict | None = None  # whole generation (wantrace.work.generation); modules, categories per generation
 
     def module(self, module_id: str) -> ModuleRow:
         for row in self.modules:
@@ -85,8 +88,13 @@ class Report:
         total = getattr(self.forward, key)
         return {c: (getattr(m, key) / total if total else 0.0) for c, m in self.categories.items()}
 
+    @property
+    def whole(self) -> Metrics:
+        """What shares are of: one forward, or a generation report's generation."""
+        return self.totals["generation"] if self.generation is not None else self.forward
+
     def to_dict(self) -> dict:
-        forward = self.forward
+        forward = self.whole
         categories = []
         for name, m in self.categories.items():
             categories.append({
@@ -116,6 +124,7 @@ class Report:
             **({"time": self.time} if self.time is not None else {}),
             **({"parallel": self.parallel} if self.parallel is not None else {}),
             **({"experts": self.experts} if self.experts is not None else {}),
+            **({"generation": self.generation} if self.generation is not None else {}),
         }
 
     def to_json(self) -> str:

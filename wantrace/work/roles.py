@@ -14,8 +14,10 @@ from wan_reference.config import EXPERT_FOLDERS
 from .metrics import ZERO, Metrics
 from .report import ModuleRow
 
-# a block index, in the main or VACE blocks, of the model or of one A14B expert subtree
-_BLOCK = re.compile(rf"^((?:(?:{'|'.join(EXPERT_FOLDERS)})\.)?(?:blocks|vace_blocks))\.\d+(?=\.|$)")
+# a block index, in the main or VACE blocks, of the model or of one A14B expert subtree; in a generation report
+# beneath its component (`dit.blocks.3`, `dit.low_noise_model.blocks.3`, `text_encoder.blocks.3`)
+_BLOCK = re.compile(rf"^((?:(?:dit|text_encoder)\.)?(?:(?:{'|'.join(EXPERT_FOLDERS)})\.)?(?:blocks|vace_blocks))"
+                    r"\.\d+(?=\.|$)")
 
 
 def role_of(module_id: str) -> str:
