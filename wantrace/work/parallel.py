@@ -13,8 +13,8 @@ from wan_reference import Geometry, WanConfig, build_model, make_inputs
 from wan_reference.parallel import Layout, LayoutError, padded_seq_len, parallelize
 from wan_reference.precision import PrecisionPolicy
 
+from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .nodynamo import dynamo_not_imported
 from .trace import CostInterpreter, NodeCost, Trace, WanTracer
 from .workload import Workload
 
@@ -103,7 +103,7 @@ def trace_rank(config: WanConfig, policy: PrecisionPolicy, latent: tuple[int, in
     # placeholders follow forward's signature; concrete arguments keep theirs (their value is asserted)
     values = [inputs["x"], inputs["t"], inputs["context"], inputs.get("clip_fea"), inputs.get("y"), seq_len]
     count = sum(n.op == "placeholder" for n in gm.graph.nodes)
-    with dynamo_not_imported():
+    with lean_meta_run():
         interpreter.run(*values[:count])
     return Trace(gm, interpreter.records, interpreter.peak_activation_bytes()), seq_len
 

@@ -19,7 +19,7 @@ from wan_reference.precision import PrecisionPolicy
 
 from .. import rules
 from ..rules import Cost, OpCall, TensorSpec
-from .nodynamo import dynamo_not_imported
+from .lean import lean_meta_run
 
 ROOT = "model"
 STRUCTURAL = ("placeholder", "get_attr", "output")
@@ -228,7 +228,7 @@ def cost_graph(gm: torch.fx.GraphModule, config: WanConfig, policy: PrecisionPol
     # placeholders follow forward's signature; concrete arguments keep a placeholder on some versions
     signature, fixed = trace_args(config)
     count = sum(n.op == "placeholder" for n in gm.graph.nodes)
-    with dynamo_not_imported():
+    with lean_meta_run():
         interpreter.run(*(inputs[name] if name in inputs else fixed[name] for name in signature[:count]))
     return interpreter
 
