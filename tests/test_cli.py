@@ -140,3 +140,23 @@ def test_out_that_cannot_be_created_names_the_option(tmp_path):
             assert result.exit_code == 2, (command, result.output)
             assert result.output.strip().splitlines()[-1] == f"wantrace: error: {message}", result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "locked"]  # nothing written
+
+
+def test_user_errors_name_exception_classes_and_reach_python_m(tmp_path):
+    """The CLI catches a user's error by the module that defines it (so a command need not import the modules it
+    never runs): every name resolves to an exception class, and under `python -m wantrace.cli` (the module is
+    then __main__) --out's own error is still one line."""
+    import importlib
+
+    from wantrace.cli import USER_ERRORS
+
+    for module, names in USER_ERRORS.items():
+        for name in names:
+            assert issubclass(getattr(importlib.import_module(module), name), Exception), (module, name)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "wantrace.cli", "analyze", "--config", TINY, "--out",
+                           str(blocker / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"wantrace: error: --out: cannot create {blocker / 'run'}: {blocker} is a file, not a folder"]

@@ -31,8 +31,8 @@ from wan_reference.vae_config import VAEConfig, load_vae_config
 
 from .analysis import Timing, analyze, roll_up
 from .experts import is_pipeline, merged_ledger, read_pipeline
+from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .nodynamo import dynamo_not_imported
 from .parallel import Plan, memory_plan
 from .report import GENERATION_SCHEMA_VERSION, ModuleRow, Report
 from .sampler import DEFAULT_GUIDE, DEFAULT_SHIFT, trace_sampler
@@ -160,7 +160,7 @@ def analyze_generation(
     components: list[Component] = []
     not_modelled: list[dict] = []
     sampler_kinds: dict = {}
-    with dynamo_not_imported():  # meta kernels without importing torch._dynamo, as the DiT's trace
+    with lean_meta_run():  # meta kernels without importing torch._dynamo, as the DiT's trace
         for step in steps:
             if step.missing:
                 not_modelled.append({"id": step.id, "calls": step.calls, "reason": step.missing})
@@ -193,7 +193,7 @@ def analyze_generation(
             # the scheduler's records are every step's already: scaled by 1, called once per step
             components.append(_component(step.id, step.calls, records, model, peak, timing,
                                          times=1 if step.id == "scheduler" else step.calls))
-    with dynamo_not_imported():  # building on meta runs meta kernels too
+    with lean_meta_run():  # building on meta runs meta kernels too
         vae_bytes = 0
         if any(c.id.startswith("vae.") for c in components):  # the whole VAE sits on the GPU, whatever runs of it
             vae_bytes = sum(p.numel() * p.element_size() for p in build_vae(_load_vae(configs["vae"]),

@@ -24,7 +24,7 @@ from wan_reference.clip import build_clip
 from wan_reference.clip_config import CLIPConfig, text_tower_params
 from wan_reference.precision import PrecisionPolicy, get_policy
 
-from .nodynamo import dynamo_not_imported
+from .lean import lean_meta_run
 from .trace import CostInterpreter, Trace, WanTracer
 
 IMAGES = {"i2v": 1, "flf2v": 2}  # conditioning images CLIP encodes once per generation (official pipelines)
@@ -74,7 +74,7 @@ def trace_image_encoder(config: CLIPConfig, policy: str | PrecisionPolicy, batch
     interpreter = CostInterpreter(gm, strict)
     # a concrete argument keeps its placeholder on some torch versions
     placeholders = sum(n.op == "placeholder" for n in gm.graph.nodes)
-    with dynamo_not_imported():
+    with lean_meta_run():
         interpreter.run(*(images, batch)[:placeholders])
     return Trace(gm, interpreter.records, interpreter.peak_activation_bytes())
 

@@ -16,8 +16,8 @@ from wan_reference.precision import WAN_OFFICIAL, PrecisionPolicy
 from wan_reference.t5 import build_t5
 from wan_reference.t5_config import T5Config
 
+from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .nodynamo import dynamo_not_imported
 from .trace import CostInterpreter, NodeCost, Trace, WanTracer
 from .workload import Workload
 
@@ -98,7 +98,7 @@ def trace_rank(config: WanConfig, policy: PrecisionPolicy, latent: tuple[int, in
     # placeholders follow forward's signature; concrete arguments keep theirs (their value is asserted)
     values = [inputs["x"], inputs["t"], inputs["context"], inputs.get("clip_fea"), inputs.get("y"), seq_len]
     count = sum(n.op == "placeholder" for n in gm.graph.nodes)
-    with dynamo_not_imported():
+    with lean_meta_run():
         interpreter.run(*values[:count])
     return Trace(gm, interpreter.records, interpreter.peak_activation_bytes()), seq_len
 

@@ -16,7 +16,7 @@ import torch.fx
 
 from wan_reference.scheduler import SamplerStep, StepPlan, step_inputs, step_plans
 
-from .nodynamo import dynamo_not_imported
+from .lean import lean_meta_run
 from .trace import CostInterpreter, NodeCost, WanTracer
 
 ARGUMENTS = ("sample", "cond", "uncond", "m1", "m2", "last", "rhos_p", "rhos_c")
@@ -48,7 +48,7 @@ def trace_step(plan: StepPlan, latent: tuple[int, ...], strict: bool = False) ->
     interpreter = CostInterpreter(gm, strict)
     count = sum(n.op == "placeholder" for n in gm.graph.nodes)
     order = [name for name in ARGUMENTS if name in inputs or name in concrete][:count]
-    with dynamo_not_imported():
+    with lean_meta_run():
         interpreter.run(*(values.get(name) for name in order))
     return interpreter.records, interpreter.peak_activation_bytes()
 

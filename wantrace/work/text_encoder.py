@@ -29,7 +29,7 @@ from wan_reference.precision import PrecisionPolicy
 from wan_reference.t5 import build_t5
 from wan_reference.t5_config import TEXT_LEN, T5Config
 
-from .nodynamo import dynamo_not_imported
+from .lean import lean_meta_run
 from .trace import CostInterpreter, Trace, WanTracer, replicate_blocks
 
 TEXT_ENCODER_CALLS = 2  # official generate(): text_encoder([prompt]) and text_encoder([n_prompt]), batch 1 each
@@ -68,7 +68,7 @@ def trace_text_encoder(config: T5Config, policy: PrecisionPolicy, text_len: int 
     ids = torch.empty(batch, text_len, dtype=torch.int64, device="meta")
     mask = torch.empty(batch, text_len, dtype=torch.int64, device="meta")
     interpreter = CostInterpreter(gm, strict)
-    with dynamo_not_imported():
+    with lean_meta_run():
         interpreter.run(ids, mask)
     records = interpreter.records
     if layers < config.num_layers:

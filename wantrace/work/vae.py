@@ -33,6 +33,7 @@ from wan_reference.precision import PrecisionPolicy
 from wan_reference.vae import DIRECTIONS, ENCODE_CHUNK, WanVAE, build_vae, decode_chunks, encode_chunks
 from wan_reference.vae_config import VAEConfig
 
+from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
 from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _tensors
 
@@ -225,7 +226,8 @@ def _final_out(config: VAEConfig, direction: str, out_shape: tuple[int, ...]) ->
 
 def _run(gm: torch.fx.GraphModule, strict: bool, inputs: tuple) -> tuple[list[NodeCost], list[int]]:
     interpreter = _MemoInterpreter(gm, strict)
-    interpreter.run(*inputs)
+    with lean_meta_run():
+        interpreter.run(*inputs)
     return interpreter.records, interpreter.liveness(lambda node: interpreter._alloc.get(node, 0))
 
 
