@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +59,7 @@ class Parts:
 
     def __init__(self, report: Report, config_path: str | Path, dev: torch.device, seed: int):
         wl, dims = report.workload, report.model["dims"]
-        configs = report.generation["configs"]
+        configs = section(report)["configs"]
         self.report, self.dev = report, dev
         self.policy = policy = get_policy(wl["precision"])
         self.batch, self.cfg, self.steps = wl["batch"], wl["cfg"], wl["steps"]
@@ -95,7 +96,7 @@ class Parts:
         self.inputs = make_inputs(config, latent, policy, batch=self.batch, device=dev, seed=seed + 1)
         self.noise = randn(self.batch, config.out_dim, *latent)  # the official latents: fp32
         self.latents_dtype = policy.latents
-        sampler = report.generation["sampler"]
+        sampler = section(report)["sampler"]
         self.shift, self.guide = sampler["shift"], sampler["guide_scale"]
 
     def feed(self, ident: str, out: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ def run_loop(parts: Parts, steps: int, call: Callable[[str, Callable[[], torch.T
     """One generation in the official order, each component through `call(component, fn)`."""
     dit, inputs, policy = parts.dit, parts.inputs, parts.policy
     with torch.no_grad():
-        contexts = [parts.feed("text_encoder", call("text_encoder", lambda ids=ids: parts.t5(ids, parts.mask)))
+        contexts = [parts.feed("text_encoder", call("text_encoder", functools.partial(parts.t5, ids, parts.mask)))
                     for ids in parts.ids]
         extra = {}
         if parts.clip is not None:
@@ -133,8 +134,8 @@ def run_loop(parts: Parts, steps: int, call: Callable[[str, Callable[[], torch.T
         for i in range(steps):
             t = torch.full_like(inputs["t"], float(sampler.timesteps[i]))
             latents = x.to(parts.latents_dtype)
-            outs = [call("dit", lambda c=c: dit(latents, t, c, **extra)).float() for c in contexts]
-            x = call("scheduler", lambda outs=outs, x=x: sampler.step(outs[0], x, *outs[1:]))
+            outs = [call("dit", functools.partial(dit, latents, t, c, **extra)).float() for c in contexts]
+            x = call("scheduler", functools.partial(sampler.step, outs[0], x, *outs[1:]))
         z = x if x.shape[1] == parts.z_dim else torch.zeros(x.shape[0], parts.z_dim, *x.shape[2:], device=x.device)
         call("vae.decode", lambda: parts.vae.decode(z.to(policy.vae)))
     if x.shape[1] != parts.z_dim and "vae.decode" not in " ".join(parts.notes):
@@ -227,7 +228,7 @@ class GenerationResult:
                 "flops_equal": self.counted[ident].flops == self.analytic_flops[ident],
                 "peak_allocated_bytes": m.peak_bytes, "resident_bytes_before": m.resident_bytes,
                 "analytic_peak_activation_bytes": next(c["peak_activation_bytes"] for c in
-                                                       self.report.generation["components"] if c["id"] == ident),
+                                                       section(self.report)["components"] if c["id"] == ident),
             })
         return out
 
@@ -260,7 +261,7 @@ class GenerationResult:
             "variant": r.model["variant"],
             "workload": r.workload,
             "precision": r.workload["precision"],
-            "components_configs": r.generation["configs"],
+            "components_configs": section(r)["configs"],
             "profile": self.profile,
             "steps": {"run": self.steps, "of": r.workload["steps"]},
             "compared": {
@@ -324,12 +325,12 @@ def verify_generation(
     report = analyze_generation(config_path, workload, timing=Predictor(profile) if profile else None, vae=vae,
                                 text_encoder=text_encoder, image_encoder=image_encoder, **overrides)
     report.model["config"] = str(config_path)
-    missing = report.generation["not_modelled"]
+    missing = section(report)["not_modelled"]
     if missing:
-        raise VerifyError(f"--end-to-end: {missing[0]['id']} of this generation is not modelled ({missing[0]['reason']})"
-                          "; the generation cannot be compared")
-    if report.generation["configs"]["text_encoder"] is None or (report.model["variant"] in IMAGES and
-                                                                report.generation["configs"]["image_encoder"] is None):
+        raise VerifyError(f"--end-to-end: {missing[0]['id']} of this generation is not modelled "
+                          f"({missing[0]['reason']}); the generation cannot be compared")
+    if section(report)["configs"]["text_encoder"] is None or (report.model["variant"] in IMAGES and
+                                                                section(report)["configs"]["image_encoder"] is None):
         raise VerifyError("--end-to-end: give --text-encoder and --image-encoder config.json (none shipped here)")
 
     step(f"building every component ({report.workload['precision']}) on {dev}")
@@ -342,17 +343,24 @@ def verify_generation(
                             device_info(dev), time_tolerance, parts.notes, profile.name if profile else None)
 
 
+def section(report: Report) -> dict:
+    """The generation section of a whole-generation report."""
+    if report.generation is None:
+        raise VerifyError("--end-to-end: the report has no generation section")
+    return report.generation
+
+
 def analytic_flops(report: Report, steps: int) -> dict[str, int]:
     """The report's torch FLOPs of the work the loop runs: once-per-generation components as reported, the DiT
     per step x `steps` (every step runs the same forwards), the scheduler's first `steps` steps (their kinds
     differ: the first and the last step are order 1) from the same trace the report sums."""
     rows = {r.id: r for r in report.modules}
     wl, total = report.workload, report.workload["steps"]
-    out = {c["id"]: rows[c["id"]].inclusive.flops_torch for c in report.generation["components"]}
+    out = {c["id"]: rows[c["id"]].inclusive.flops_torch for c in section(report)["components"]}
     per_step, rest = divmod(out["dit"], total)
     assert rest == 0, "the DiT's FLOPs are steps x forwards x one forward's"
     out["dit"] = per_step * steps
-    sampler = report.generation["sampler"]
+    sampler = section(report)["sampler"]
     latent = (wl["batch"], report.model["dims"]["out_dim"], *report.geometry["latent"])
     trace = trace_sampler(latent, total, wl["cfg"], sampler["shift"], sampler["guide_scale"])
     assert sum(r.cost.flops_torch for r in trace.records) == out["scheduler"]
