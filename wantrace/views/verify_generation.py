@@ -20,19 +20,19 @@ def print_generation_result(result: GenerationResult, console: Console) -> None:
     console.print(f"{doc['variant']} · {wl['id']} · {doc['precision']} · {run['run']} of {run['of']} steps · "
                   f"{doc['device']['name']} · torch {doc['torch']}" + (f" · profile {doc['profile']}"
                                                                        if doc["profile"] else ""))
-    table = Table(title=f"the generation, per component (* measured over {run['run']} steps, x {run['of']}/"
-                        f"{run['run']})", title_justify="left")
-    for name in ("component", "calls", "predicted ms", "measured ms", "ratio", "FLOPs counted", "FLOPs analytic",
-                 "peak allocated"):
+    table = Table(title=f"per component: calls run/per generation; * measured over {run['run']} steps x "
+                        f"{run['of']}/{run['run']}; FLOPs counted, = the report's", title_justify="left")
+    for name in ("component", "calls", "predicted ms", "measured ms", "ratio", "FLOPs", "peak mem"):
         table.add_column(name, justify="left" if name == "component" else "right")
     for r in doc["components"]:
-        table.add_row(r["component"] + (" *" if r["scaled"] else ""), f"{r['calls']} of {r['calls_per_generation']}",
+        counted = flops(r["flops_counted"]) + (" =" if r["flops_equal"] else
+                                               f" [red]≠ {flops(r['flops_analytic'])}[/]")
+        table.add_row(r["component"] + (" *" if r["scaled"] else ""), f"{r['calls']}/{r['calls_per_generation']}",
                       _ms(r["predicted_ms"]), _ms(r["measured_ms"]), "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
-                      flops(r["flops_counted"]), flops(r["flops_analytic"]) + ("" if r["flops_equal"] else " [red]≠"),
-                      "-" if r["peak_allocated_bytes"] is None else nbytes(r["peak_allocated_bytes"]))
+                      counted, "-" if r["peak_allocated_bytes"] is None else nbytes(r["peak_allocated_bytes"]))
     g = doc["generation"]
     table.add_row("generation", "", _ms(g["predicted_ms"]), _ms(g["measured_ms"]),
-                  "-" if g["ratio"] is None else f"{g['ratio']:.3f}", "", "", "", style="bold")
+                  "-" if g["ratio"] is None else f"{g['ratio']:.3f}", "", "", style="bold")
     console.print(table)
     console.print(f"the timed loop ({run['run']} steps, unscaled): {doc['loop']['measured_ms']:,.1f} ms")
     for note in doc["notes"]:
