@@ -2,7 +2,7 @@
 precision policy, the two calls of a generation, and where one call's FLOPs and bytes go, traced and costed on
 meta by `wantrace.work.text_encoder.trace_text_encoder`.
 
-    python scripts/text_encoder_table.py [--config models/wan2.1-umt5-xxl/text_encoder/config.json]
+    python scripts/text_encoder_table.py [--config models/wan2.1-umt5-xxl/text_encoder/config.json] [--gpu h200]
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections import defaultdict
 
 from wan_reference.precision import POLICIES, get_policy
 from wan_reference.t5_config import TEXT_LEN, load_t5_config
+from wantrace.timing.predictor import Predictor
+from wantrace.timing.profile import load_profile
 from wantrace.work.analysis import roll_up
 from wantrace.work.metrics import ZERO, Metrics
 from wantrace.work.text_encoder import TEXT_ENCODER_CALLS, trace_text_encoder
@@ -52,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default="models/wan2.1-umt5-xxl/text_encoder/config.json")
     parser.add_argument("--text-len", type=int, default=TEXT_LEN)
+    parser.add_argument("--gpu", action="append", default=None, help="hardware profiles to predict time on")
     args = parser.parse_args()
     config = load_t5_config(args.config)
     traces = {}
@@ -85,6 +88,12 @@ def main() -> None:
         print(f"| {part} | {tera(m.flops_torch)} | {tera(m.flops_full)} | {gb(m.bytes)} | "
               f"{100 * m.bytes / total.bytes:.1f}% |")
     print(f"| **total** | **{tera(total.flops_torch)}** | **{tera(total.flops_full)}** | **{gb(total.bytes)}** | |")
+
+    for gpu in args.gpu or ("h200", "h100-sxm"):
+        estimate = Predictor(load_profile(gpu))(t.records)
+        print(f"\npredicted on {gpu} (eager, `bf16`): {sum(estimate.ns) / 1e6:.1f} ms per call, of which "
+              f"{sum(estimate.kernel_ns) / 1e6:.1f} ms GPU kernels; x{TEXT_ENCODER_CALLS} calls "
+              f"{TEXT_ENCODER_CALLS * sum(estimate.ns) / 1e6:.1f} ms")
 
 
 if __name__ == "__main__":
