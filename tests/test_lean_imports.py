@@ -31,9 +31,12 @@ out = {str(tmp_path)!r}
 def run(*args):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
         main(list(args))
-for precision in ("bf16", "wan-official", "fp32"):
+tiny = ["--vae", "models/wan2.1-tiny-vae/vae/config.json", "--text-encoder",
+        "models/wan2.1-tiny-umt5/text_encoder/config.json", "--image-encoder",
+        "models/wan2.1-tiny-clip/image_encoder/config.json"]
+for precision in ("bf16", "wan-official", "fp32"):  # the whole generation: every component's trace
     run("analyze", "--config", "models/wan2.1-tiny-i2v/config.json", "--workload", "ci-tiny", "--precision",
-        precision, "--gpu", "h200", "--out", f"{{out}}/{{precision}}")
+        precision, "--gpu", "h200", "--out", f"{{out}}/{{precision}}", *tiny)
 run("model", "--config", "models/wan2.1-t2v-14b/config.json")
 run("compare", f"{{out}}/bf16/report.json", f"{{out}}/fp32/report.json", "--by", "time")
 """

@@ -198,8 +198,19 @@ def analyze_generation(
         if any(c.id.startswith("vae.") for c in components):  # the whole VAE sits on the GPU, whatever runs of it
             vae_bytes = sum(p.numel() * p.element_size() for p in build_vae(_load_vae(configs["vae"]),
                                                                              policy.vae).parameters())
+        clip_bytes = _clip_resident_bytes(configs["image_encoder"], policy) if any(
+            c.id == "image_encoder" for c in components) else 0
         return _report(dit, components, not_modelled, sampler_kinds, shift, guide, configs, parallel, policy,
-                       config, vae_bytes)
+                       config, vae_bytes, clip_bytes)
+
+
+def _clip_resident_bytes(path: Path | None, policy: PrecisionPolicy) -> int:
+    """CLIP's weights on the GPU (wantrace.work.image_encoder.resident_weight_bytes: the official CLIPModel holds
+    its text tower too)."""
+    found = _encoder_tracer("image_encoder")
+    module = importlib.import_module(ENCODER_TRACERS["image_encoder"][0])
+    assert found is not None and path is not None
+    return module.resident_weight_bytes(found[1](path), policy)
 
 
 IMAGES = {"i2v": 1, "flf2v": 2}  # conditioning images CLIP encodes in its one call (flf2v: first and last frame)
@@ -258,10 +269,10 @@ def _ledger(records: list[NodeCost]) -> dict:
 
 
 def resident_memory(dit: Report, components: list[Component], policy: PrecisionPolicy, parallel: Plan | None,
-                    config: WanConfig | str | Path, vae_w: int) -> dict:
+                    config: WanConfig | str | Path, vae_w: int, clip_w: int) -> dict:
     """Bytes on the GPU (rank 0) while each component runs, under the official placement flags: the DiT and T5
     figures of wantrace.work.parallel.memory_plan, plus the VAE (built on the GPU, fp32, never offloaded) and CLIP
-    (on the GPU while it encodes; kept there unless --offload_model) weights, plus the component's peak
+    (built on the GPU; moved to the CPU after its call with --offload_model) weights, plus the component's peak
     activations."""
     plan_ = parallel or Plan()
     by_id = {c.id: c for c in components}
@@ -276,7 +287,6 @@ def resident_memory(dit: Report, components: list[Component], policy: PrecisionP
         dit.experts["resident_weight_bytes"]["offload_idle" if plan_.offload else "both_loaded"]
     if plan_.dit_fsdp:
         dit_weights = plan_mem["dit_weights"] + plan_mem["dit_fsdp_gathered"]
-    clip_w = by_id["image_encoder"].rows[0].param_bytes if "image_encoder" in by_id else 0
     t5_encode, t5_sampling = plan_mem["t5_weights_encode"], plan_mem["t5_weights_sampling"]
     # the DiT's placement before sampling: t2v moves it to the GPU when built; i2v/flf2v build it on the CPU
     # (init_on_cpu) unless FSDP or USP; with --offload_model it goes back to the CPU before the decode
@@ -284,8 +294,8 @@ def resident_memory(dit: Report, components: list[Component], policy: PrecisionP
     clip_after = 0 if plan_.offload else clip_w
     phases = {}
     for c in components:
-        if c.id == "text_encoder":
-            resident = t5_encode + vae_w + early_dit
+        if c.id == "text_encoder":  # i2v/flf2v build CLIP on the GPU: there until its first offload
+            resident = t5_encode + clip_w + vae_w + early_dit
         elif c.id == "image_encoder":
             resident = t5_sampling + clip_w + vae_w + early_dit
         elif c.id == "vae.encode":
@@ -311,7 +321,7 @@ def resident_memory(dit: Report, components: list[Component], policy: PrecisionP
 
 def _report(dit: Report, components: list[Component], not_modelled: list[dict], sampler_kinds: dict, shift: float,
             guide: float, configs: dict, parallel: Plan | None, policy: PrecisionPolicy,
-            config: WanConfig | str | Path, vae_bytes: int) -> Report:
+            config: WanConfig | str | Path, vae_bytes: int, clip_bytes: int) -> Report:
     timed = dit.forward.time_ns is not None
     root = ModuleRow(id="model", parent=None, type="generation", category="mixed", calls=1, params=0, param_bytes=0,
                      exclusive=ZERO if not timed else Metrics(time_ns=0), inclusive=ZERO if not timed else
@@ -339,7 +349,7 @@ def _report(dit: Report, components: list[Component], not_modelled: list[dict], 
         entries.append({"id": c.id, "calls": c.calls, "source": SOURCES[c.id], "params": c.rows[0].params,
                         "param_bytes": c.rows[0].param_bytes, "peak_activation_bytes": c.peak_activation_bytes,
                         "generation": total.to_dict(), "share": share})
-    memory = resident_memory(dit, components, policy, parallel, config, vae_bytes)
+    memory = resident_memory(dit, components, policy, parallel, config, vae_bytes, clip_bytes)
     section = {
         "components": entries,
         "not_modelled": not_modelled,
