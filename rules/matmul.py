@@ -44,7 +44,8 @@ def addmm(call: OpCall):
 @rule(torch.einsum, family="matmul")
 def einsum(call: OpCall):
     """One operand: a permutation (a view, or a copy). Two operands: the bmm FlopCounterMode decomposes
-    it into, 2 · product of every index size."""
+    it into, 2 · product of every index size; when every contracted index has size 1 (the UniPC solver's
+    `k,bkc...` over one earlier output), ATen runs it as an elementwise mul: torch 0, full one per output."""
     equation, *operands = call.args
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = list(operands[0])
@@ -68,6 +69,8 @@ def einsum(call: OpCall):
     rows = [c for c in sizes if c in a and c not in b and c in out]
     cols = [c for c in sizes if c in b and c not in a and c in out]
     depth = [c for c in sizes if c not in batch + rows + cols]  # contracted (or summed away)
+    if size(depth) == 1:  # ATen squeezes size-1 contractions and multiplies elementwise: no product to count
+        return moved(call, 0, call.out.numel)
     return products(call, (Gemm(size(batch), size(rows), size(cols), size(depth)),))
 
 

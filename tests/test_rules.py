@@ -120,6 +120,10 @@ def test_einsum_two_operands_and_permutation():
     assert cost(torch.matmul, [a, b], spec(2, 8, 4)).gemms == (Gemm(2, 8, 4, 16),)
     assert cost(torch.addmm, [spec(4), spec(8, 16), spec(16, 4)], spec(8, 4)).gemms == (Gemm(1, 8, 4, 16),)
     assert cost(torch.einsum, ["fhwc->cfhw", spec(2, 3, 4, 5)], spec(5, 2, 3, 4)).flops_torch == 0
+    # every contracted index of size 1: ATen multiplies elementwise (FlopCounterMode counts 0; tests/
+    # test_verify_generation.py counts the sampler's k=1 einsum for real)
+    one = cost(torch.einsum, ["k,bkcfhw->bcfhw", spec(1), spec(1, 1, 4, 2, 3, 3)], spec(1, 4, 2, 3, 3))
+    assert (one.flops_torch, one.flops_full, one.gemms) == (0, 4 * 2 * 3 * 3, ())
 
 
 def test_rules_import_neither_model_nor_machinery():

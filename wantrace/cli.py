@@ -357,6 +357,64 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
     yield line
 
 
+def end_to_end_options(fn):
+    """verify --end-to-end: its options, and the dispatch to the whole-generation run ahead of verify's own."""
+    e2e_takes = ("device", "config_path", "workload", "precision", "frames", "height", "width", "batch", "gpu",
+                 "time_tolerance", "out_dir")
+
+    @click.option("--end-to-end", is_flag=True,
+                  help="Run the whole generation for real (every component, --steps sampler steps) and compare its "
+                       "time with the generation report's, its FLOPs per component with the report's.")
+    @click.option("--steps", type=int, default=None,
+                  help="--end-to-end: sampler steps to run, the first of the workload's; the DiT and scheduler time is "
+                       "scaled to all of them [default: 1].")
+    @click.option("--vae", "vae_path", type=click.Path(), default=None,
+                  help="--end-to-end: the VAE's config.json [default: the shipped Wan2.1 VAE].")
+    @click.option("--text-encoder", "text_encoder_path", type=click.Path(), default=None,
+                  help="--end-to-end: the text encoder's config.json [default: the shipped umT5-XXL].")
+    @click.option("--image-encoder", "image_encoder_path", type=click.Path(), default=None,
+                  help="--end-to-end: the image encoder's config.json [default: the shipped CLIP ViT-H/14].")
+    @functools.wraps(fn)
+    @one_line_errors
+    def wrapper(end_to_end, steps, vae_path, text_encoder_path, image_encoder_path, **kwargs):
+        ctx = click.get_current_context()
+        given = [p for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name) not in (
+            None, click.core.ParameterSource.DEFAULT)]
+        if not end_to_end:
+            own = [p for p in given if p.name in ("steps", "vae_path", "text_encoder_path", "image_encoder_path")]
+            if own:
+                raise VerifyError(f"{own[0].opts[0]}: an --end-to-end option; add --end-to-end")
+            return fn(**kwargs)
+        foreign = [p for p in given if p.name in kwargs and p.name not in e2e_takes]
+        if foreign:
+            raise VerifyError(f"{foreign[0].opts[0]}: not an --end-to-end option")
+        verify_end_to_end_cli(steps if steps is not None else 1, vae_path, text_encoder_path, image_encoder_path,
+                              **{k: kwargs[k] for k in e2e_takes})
+
+    return wrapper
+
+
+def verify_end_to_end_cli(steps, vae, text_encoder, image_encoder, *, device, config_path, workload, precision,
+                          frames, height, width, batch, gpu, time_tolerance, out_dir) -> None:
+    """verify --end-to-end: the whole generation, --steps of its steps, against the generation report."""
+    from .measure.verify_generation import verify_generation
+    from .views.verify_generation import print_generation_result
+    from .work.report import write_atomic
+
+    writable_dir(out_dir)
+    console = Console(stderr=True)
+    with _progress(console, "verify --end-to-end") as progress:
+        result = verify_generation(config_path, workload, steps=steps, device=device, gpu=gpu,
+                                   time_tolerance=time_tolerance, vae=vae, text_encoder=text_encoder,
+                                   image_encoder=image_encoder, progress=progress, precision=precision,
+                                   frames=frames, height=height, width=width, batch=batch)
+    write_atomic(Path(out_dir) / "verify.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    print_generation_result(result, Console())
+    Console().print(f"wrote {Path(out_dir) / 'verify.json'}")
+    if not result.passed:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
@@ -398,6 +456,7 @@ def _progress(console: Console, first: str, every_s: float = 15.0):
 @click.option("--direction", type=click.Choice(["encode", "decode"]), default=None,
               help="VAE config (AutoencoderKLWan): encode the video or decode it from its latents [default: decode].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where verify.json goes.")
+@end_to_end_options
 @one_line_errors
 def verify(device, config_path, workload, precision, frames, height, width, batch, tolerance, gpu, time_tolerance,
            host_overheads, blocks, counters, counter_metrics, counter_replay, repeats, ulysses, ring, output_tolerance,
