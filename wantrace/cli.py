@@ -377,6 +377,8 @@ def end_to_end_options(fn):
     @functools.wraps(fn)
     @one_line_errors
     def wrapper(end_to_end, steps, vae_path, text_encoder_path, image_encoder_path, **kwargs):
+        from .measure.device import VerifyError
+
         ctx = click.get_current_context()
         given = [p for p in ctx.command.params if p.name and ctx.get_parameter_source(p.name) not in (
             None, click.core.ParameterSource.DEFAULT)]
