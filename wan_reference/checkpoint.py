@@ -92,21 +92,26 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def rename_keys(named: dict, official_name, what: str) -> dict:
+    """`named` re-keyed by `official_name(key)` (a key table's inverse); every key it cannot map is listed in one
+    CheckpointError ("unexpected <what> keys")."""
+    out, unknown = {}, []
+    for key, value in named.items():
+        try:
+            out[official_name(key)] = value
+        except KeyMappingError:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"checkpoint: unexpected {what} keys: {_listing(unknown)}")
+    return out
+
+
 def to_official_names(named: dict) -> dict:
     """Re-key a diffusers-named mapping to official names (official names pass through)."""
     if not is_diffusers_naming(named):
         return named
-    out, unknown = {}, []
-    for key, value in named.items():
-        if DIFFUSERS_IGNORED.search(key):
-            continue
-        try:
-            out[from_diffusers(key)] = value
-        except KeyMappingError:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"checkpoint: unexpected diffusers keys: {_listing(unknown)}")
-    return out
+    return rename_keys({k: v for k, v in named.items() if not DIFFUSERS_IGNORED.search(k)}, from_diffusers,
+                       "diffusers")
 
 
 def refuse_pickle(path: str | Path, instead: str) -> None:

@@ -11,15 +11,13 @@ import torch
 from safetensors.torch import save_file
 
 from .checkpoint import (
-    CheckpointError,
-    _listing,
     assign_tensors,
     compare_shapes,
     read_shapes,
     read_tensors,
     refuse_pickle,
+    rename_keys,
 )
-from .keys import KeyMappingError
 from .t5 import T5Encoder
 from .t5_keys import (
     TIED_ALIAS,
@@ -39,15 +37,7 @@ def _official(named: dict) -> dict:
         return named
     if TRANSFORMERS_SHARED in named:
         named = {k: v for k, v in named.items() if k != TIED_ALIAS}
-    out, unknown = {}, []
-    for key, value in named.items():
-        try:
-            out[t5_from_transformers(key)] = value
-        except KeyMappingError:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"checkpoint: unexpected transformers T5 keys: {_listing(unknown)}")
-    return out
+    return rename_keys(named, t5_from_transformers, "transformers T5")
 
 
 def check_t5_checkpoint(model: T5Encoder, path: str | Path) -> dict[str, tuple[int, ...]]:

@@ -10,15 +10,13 @@ import torch
 from safetensors.torch import save_file
 
 from .checkpoint import (
-    CheckpointError,
-    _listing,
     assign_tensors,
     compare_shapes,
     read_shapes,
     read_tensors,
     refuse_pickle,
+    rename_keys,
 )
-from .keys import KeyMappingError
 from .vae import WanVAE
 from .vae_config import VAEConfig
 from .vae_keys import is_diffusers_vae_naming, vae_from_diffusers, vae_to_diffusers
@@ -27,15 +25,7 @@ from .vae_keys import is_diffusers_vae_naming, vae_from_diffusers, vae_to_diffus
 def _official(named: dict, config: VAEConfig) -> dict:
     if not is_diffusers_vae_naming(named):
         return named
-    out, unknown = {}, []
-    for key, value in named.items():
-        try:
-            out[vae_from_diffusers(key, config)] = value
-        except KeyMappingError:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(f"checkpoint: unexpected diffusers VAE keys: {_listing(unknown)}")
-    return out
+    return rename_keys(named, lambda key: vae_from_diffusers(key, config), "diffusers VAE")
 
 
 def check_vae_checkpoint(model: WanVAE, path: str | Path) -> dict[str, tuple[int, ...]]:
