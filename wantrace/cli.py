@@ -61,6 +61,9 @@ USER_ERRORS = {
     "wantrace.work.sweep": ("SweepError",),
     "wantrace.timing.profile": ("ProfileError",),
     "wantrace.work.parallel": ("PlanError",),
+    "wantrace.work.vae": ("VAEWorkloadError",),
+    "wantrace.work.text_encoder": ("TextEncoderWorkloadError",),
+    "wantrace.work.image_encoder": ("ImageEncoderWorkloadError",),
 }
 
 
