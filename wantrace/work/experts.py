@@ -178,7 +178,8 @@ def analyze_experts(path: str | Path, workload: str | Workload, analyze: Callabl
 
 
 def prefixed(rows: list[ModuleRow], prefix: str, forwards: int) -> list[ModuleRow]:
-    """An expert's module rows under `prefix`, each metric and call count times the forwards it runs."""
+    """Module rows of one forward or call under `prefix` (the root becomes `prefix`, its parent the report's
+    root), each metric and call count times the `forwards` (or calls) it runs: an expert, a generation's component."""
     def rename(i: str) -> str:
         return prefix if i == "model" else f"{prefix}.{i}"
 

@@ -16,7 +16,6 @@ under `not_modelled`, never guessed."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from wan_reference.precision import PrecisionPolicy
 from wan_reference.vae_config import VAEConfig, load_vae_config
 
 from .analysis import Timing, analyze, roll_up
-from .experts import is_pipeline, merged_ledger, read_pipeline
+from .experts import is_pipeline, merged_ledger, prefixed, read_pipeline
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
 from .parallel import Plan, memory_plan
@@ -247,19 +246,6 @@ def _dit_component(dit: Report) -> Component:
     rows[0].calls = forwards
     categories = {name: m.times(scale) for name, m in dit.categories.items()}
     return Component("dit", forwards, rows, dit.totals["activation_bytes"], dit.ledger, categories)
-
-
-def prefixed(rows: list[ModuleRow], prefix: str, times: int) -> list[ModuleRow]:
-    """Rows of one call under `prefix` (the root becomes `prefix`, its parent the generation), each metric and
-    call count times `times`."""
-    def rename(i: str) -> str:
-        return prefix if i == "model" else f"{prefix}.{i}"
-
-    return [dataclasses.replace(
-        row, id=rename(row.id), parent="model" if row.parent is None else rename(row.parent),
-        calls=row.calls * times, exclusive=row.exclusive.times(times), inclusive=row.inclusive.times(times),
-        output_bytes=row.output_bytes * times, children=[rename(c) for c in row.children],
-    ) for row in rows]
 
 
 def _ledger(records: list[NodeCost]) -> dict:
