@@ -85,10 +85,11 @@ def _op_name(node: torch.fx.Node) -> str:
 class CostInterpreter(torch.fx.Interpreter):
     """Runs the graph on meta tensors and costs each node as it goes."""
 
-    def __init__(self, gm: torch.fx.GraphModule, strict: bool):
+    def __init__(self, gm: torch.nn.Module, strict: bool, graph: torch.fx.Graph | None = None):
+        """`gm`: a GraphModule, or the traced module itself with its `graph` (no GraphModule code to generate)."""
         # keep every value alive: storage identities must stay unique for alias and liveness tracking
         # (meta tensors cost no memory)
-        super().__init__(gm, garbage_collect_values=False)
+        super().__init__(gm, garbage_collect_values=False, graph=graph)
         self.strict = strict
         self.records: list[NodeCost] = []
         self.calls: list[OpCall | None] = []  # what each costed or metadata record's rule saw (symbolic costs)
@@ -142,9 +143,9 @@ class CostInterpreter(torch.fx.Interpreter):
     def liveness(self, alloc):
         """Bytes alive after each node, in order, given each node's allocation (`alloc(node)`: an int, or a
         polynomial for a sweep); the schedule (what is freed when) does not depend on the sizes."""
-        order = {n: i for i, n in enumerate(self.module.graph.nodes)}
+        order = {n: i for i, n in enumerate(self.graph.nodes)}
         last_use: dict[torch.fx.Node, int] = {}
-        for node in self.module.graph.nodes:
+        for node in self.graph.nodes:
             owner = self._group.get(node)
             if owner is None:
                 continue

@@ -6,7 +6,8 @@ Integration API (for the whole-generation report):
     trace.records            # NodeCost per graph node, execution order; module ids are the official VAE paths
                              # ("decoder.upsamples.4.residual.2", "conv2", scopes "latent_denorm", "concat", ...),
                              # ROOT for top-level glue; prefix them (e.g. "vae.decode.") to nest in a report
-    trace.model              # the GraphModule (its parameters: roll_up's params per module)
+    trace.model              # the parts of the VAE the call ran (roll_up's parameters and module types)
+    trace.graph              # the FX graph of the chunks traced, run on trace.model
     trace.chunks             # ChunkCost per phase: prologue, each chunk as upstream runs it, epilogue
     trace.peak_activation_bytes
     trace_vae(..., replicate=False)   # trace all chunks instead of 4 and copies (same numbers, slower)
@@ -33,9 +34,10 @@ from wan_reference.precision import PrecisionPolicy
 from wan_reference.vae import DIRECTIONS, ENCODE_CHUNK, WanVAE, build_vae, decode_chunks, encode_chunks
 from wan_reference.vae_config import VAEConfig
 
+from ..rules import OpCall
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _tensors
+from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _replaced, _tensors
 
 PROLOGUE = -1  # chunk index of the work before the first chunk (decode: latent denormalisation, conv2)
 
@@ -59,7 +61,8 @@ class ChunkCost:
 @dataclass
 class VAETrace:
     direction: str
-    model: torch.fx.GraphModule
+    model: torch.nn.Module  # the parts of the VAE the call ran (roll_up's parameters and module types)
+    graph: torch.fx.Graph  # the chunk graph traced (4 chunks when replicating), to run on `model`
     records: list[NodeCost]
     chunk_of: list[int]  # per record: its phase (ChunkCost.index)
     chunks: list[ChunkCost]
@@ -95,8 +98,8 @@ class _MemoInterpreter(CostInterpreter):
     storage is re-created from its recorded shape, strides and dtype (what the kernel would return); views and
     in-place ops always run, so storage identities stay exact for costing and liveness."""
 
-    def __init__(self, gm: torch.fx.GraphModule, strict: bool):
-        super().__init__(gm, strict)
+    def __init__(self, model: torch.nn.Module, graph: torch.fx.Graph, strict: bool):
+        super().__init__(model, strict, graph)
         self._memo: dict[object, tuple | bool | None] = {}
 
     def call_function(self, target, args, kwargs):
@@ -156,7 +159,7 @@ class _VAETracer(WanTracer):
         return parameter_proxy_cache[name]
 
 
-def trace_graph(model: WanVAE, direction: str, length: int | None) -> torch.fx.GraphModule:
+def trace_graph(model: WanVAE, direction: str, length: int | None) -> torch.fx.Graph:
     """FX-trace `model.encode` or `model.decode` with the chunk loop unrolled over `length` input frames
     (video frames to encode, latent frames to decode): the graph depends on the frame count, not on H, W.
     `length=None` traces only what runs after the chunks (`encode_tail` / `decode_tail`)."""
@@ -164,17 +167,67 @@ def trace_graph(model: WanVAE, direction: str, length: int | None) -> torch.fx.G
         raise VAEWorkloadError(f"direction: 'encode' or 'decode', got {direction!r}")
     tracer = _VAETracer()
     tracer.traced_func_name = direction if length is not None else f"{direction}_tail"
-    graph = tracer.trace(model, concrete_args={"frames": length} if length is not None else None)
-    return torch.fx.GraphModule(model, graph)
+    return tracer.trace(model, concrete_args={"frames": length} if length is not None else None)
 
 
 @lru_cache(maxsize=8)
-def _graph(config: VAEConfig, dtype: torch.dtype, direction: str, length: int | None) -> torch.fx.GraphModule:
-    """One traced graph per frame count serves every resolution (a sweep over sizes traces once)."""
-    return trace_graph(build_vae(config, dtype), direction, length)
+def _model(config: VAEConfig, dtype: torch.dtype) -> WanVAE:
+    return build_vae(config, dtype)
+
+
+@lru_cache(maxsize=8)
+def _graph(config: VAEConfig, dtype: torch.dtype, direction: str, length: int | None) -> torch.fx.Graph:
+    """One traced graph per frame count serves every resolution (a sweep over sizes traces once). The graph is
+    interpreted on the module it was traced from: no GraphModule, whose generated code would cost as much as
+    the trace."""
+    return trace_graph(_model(config, dtype), direction, length)
+
+
+def _used(model: WanVAE, records: list[NodeCost]) -> torch.nn.Module:
+    """The parts of the VAE a call ran (decode: conv2 and the decoder), under their own names and types: whose
+    parameters and modules the call's report lists."""
+    ran = {r.module.split(".")[0] for r in records}
+    used = torch.nn.Module()
+    for name, child in model.named_children():
+        if name in ran:
+            used.add_module(name, child)
+    for name, buffer in model.named_buffers(recurse=False):  # the latent normalisation's mean and 1 / std
+        used.register_buffer(name, buffer)
+    for name, param in model.named_parameters(recurse=False):
+        used.register_parameter(name, param)
+    return used
 
 
 TEMPLATE_CHUNKS = 4  # traced when replicating: 0, 1 (the first cached frames), 2 (stands for 2 .. n-2), 3 (the last)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one chunked encode or decode traces: the chunk graph's input and frame count (4 chunks' worth when
+    replicating) and the shapes around it."""
+
+    schedule: list[tuple[int, int]]
+    shape: tuple[int, ...]  # the call's input
+    out_shape: tuple[int, ...]  # the call's output
+    length: int  # frames the traced chunk graph reads
+    short: bool  # 4 chunks traced, the middle ones copied, the tail traced alone
+
+
+def _plan(config: VAEConfig, frames: int, height: int, width: int, direction: str, batch: int,
+          replicate: bool) -> _Plan:
+    check_video(config, frames, height, width)
+    latent = latent_shape(config, frames, height, width)
+    schedule = encode_chunks(frames) if direction == "encode" else decode_chunks(latent[0])
+    if direction == "encode":
+        shape, length = (batch, 3, frames, height, width), frames
+        out_shape = (batch, config.z_dim, *latent)
+    else:
+        shape, length = (batch, config.z_dim, *latent), latent[0]
+        out_shape = (batch, 3, frames, height, width)
+    short = replicate and len(schedule) > TEMPLATE_CHUNKS
+    if short:  # the frame count of 4 chunks; the graph's chunk slices then read only their frames of x
+        length = 1 + ENCODE_CHUNK * (TEMPLATE_CHUNKS - 1) if direction == "encode" else TEMPLATE_CHUNKS
+    return _Plan(schedule, shape, out_shape, length, short)
 
 
 def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: int, width: int,
@@ -186,37 +239,54 @@ def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: i
     chunk but the first two and the last runs the same ops on the same shapes, the output so far only grows.
     The concat's bytes and the activations alive grow by one chunk's output per chunk; what runs after the
     chunks is traced on its own at the real size. Same records and peaks as a full trace (tested)."""
-    check_video(config, frames, height, width)
-    latent = latent_shape(config, frames, height, width)
-    schedule = encode_chunks(frames) if direction == "encode" else decode_chunks(latent[0])
-    if direction == "encode":
-        shape, length = (batch, 3, frames, height, width), frames
-        out_shape = (batch, config.z_dim, *latent)
-    else:
-        shape, length = (batch, config.z_dim, *latent), latent[0]
-        out_shape = (batch, 3, frames, height, width)
-    n = len(schedule)
-    short = replicate and n > TEMPLATE_CHUNKS
-    if short:  # the frame count of 4 chunks; the graph's chunk slices then read only their frames of x
-        length = 1 + ENCODE_CHUNK * (TEMPLATE_CHUNKS - 1) if direction == "encode" else TEMPLATE_CHUNKS
-    gm = _graph(config, policy.vae, direction, length)
-    x = torch.empty(shape, device="meta", dtype=policy.vae)
-    records, levels = _run(gm, strict, (x, length))
+    plan = _plan(config, frames, height, width, direction, batch, replicate)
+    model = _model(config, policy.vae)
+    interpreter = _run(model, _graph(config, policy.vae, direction, plan.length), strict,
+                       (torch.empty(plan.shape, device="meta", dtype=policy.vae), plan.length))
+    records, levels = interpreter.records, _levels(interpreter)
     chunk_of = phases(records, direction)
-    if short:
-        tail = _graph(config, policy.vae, direction, None)
-        tail_records, tail_levels = _run(tail, strict, (torch.empty(_final_out(config, direction, out_shape),
-                                                                    device="meta", dtype=policy.vae),))
-        records, levels, chunk_of = _replicate(records, levels, chunk_of, n, tail_records[1:], tail_levels[1:])
+    n = len(plan.schedule)
+    if plan.short:
+        tail = _run(model, _graph(config, policy.vae, direction, None), strict,
+                    (_tail_input(config, policy, direction, plan),))
+        records, levels, chunk_of = _replicate(records, levels, chunk_of, n, tail.records[1:], _levels(tail)[1:])
     chunks = []
     for index in range(PROLOGUE, n + 1):
         members = [i for i, c in enumerate(chunk_of) if c == index]
         if not members:
             continue
         metrics = sum((_metrics(records[i]) for i in members), ZERO)
-        frames_in, frames_out = _chunk_frames(direction, index, schedule)
+        frames_in, frames_out = _chunk_frames(direction, index, plan.schedule)
         chunks.append(ChunkCost(index, frames_in, frames_out, metrics, max(levels[i] for i in members)))
-    return VAETrace(direction, gm, records, chunk_of, chunks, max(levels, default=0), shape, out_shape)
+    graph = _graph(config, policy.vae, direction, plan.length)
+    return VAETrace(direction, _used(model, records), graph, records, chunk_of, chunks, max(levels, default=0),
+                    plan.shape, plan.out_shape)
+
+
+CONVOLUTIONS = ("conv1d", "conv2d", "conv3d")
+
+
+def conv_calls(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: int, width: int, direction: str,
+               batch: int = 1) -> list[OpCall]:
+    """Each distinct convolution a chunked encode or decode of this video runs, as its rule saw it (input,
+    weight, stride, padding, ...): what `wantrace calibrate` times, since cuDNN's speed per FLOP depends on the
+    shape and its TF32 path is not the fp32 GEMM's."""
+    plan = _plan(config, frames, height, width, direction, batch, replicate=True)
+    model = _model(config, policy.vae)
+    calls = _run(model, _graph(config, policy.vae, direction, plan.length), False,
+                 (torch.empty(plan.shape, device="meta", dtype=policy.vae), plan.length)).calls
+    if plan.short:
+        calls = calls + _run(model, _graph(config, policy.vae, direction, None), False,
+                             (_tail_input(config, policy, direction, plan),)).calls
+    found: dict[object, OpCall] = {}
+    for call in calls:
+        if call is not None and call.name in CONVOLUTIONS:
+            found.setdefault(_key((call.name, call.args, call.kwargs)), call)
+    return list(found.values())
+
+
+def _tail_input(config: VAEConfig, policy: PrecisionPolicy, direction: str, plan: _Plan) -> torch.Tensor:
+    return torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=policy.vae)
 
 
 def _final_out(config: VAEConfig, direction: str, out_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -224,11 +294,15 @@ def _final_out(config: VAEConfig, direction: str, out_shape: tuple[int, ...]) ->
     return (out_shape[0], 2 * config.z_dim, *out_shape[2:]) if direction == "encode" else out_shape
 
 
-def _run(gm: torch.fx.GraphModule, strict: bool, inputs: tuple) -> tuple[list[NodeCost], list[int]]:
-    interpreter = _MemoInterpreter(gm, strict)
+def _run(model: WanVAE, graph: torch.fx.Graph, strict: bool, inputs: tuple) -> _MemoInterpreter:
+    interpreter = _MemoInterpreter(model, graph, strict)
     with lean_meta_run():
         interpreter.run(*inputs)
-    return interpreter.records, interpreter.liveness(lambda node: interpreter._alloc.get(node, 0))
+    return interpreter
+
+
+def _levels(interpreter: _MemoInterpreter) -> list[int]:
+    return interpreter.liveness(lambda node: interpreter._alloc.get(node, 0))
 
 
 def _replicate(records: list[NodeCost], levels: list[int], chunk_of: list[int], n: int,
@@ -247,17 +321,23 @@ def _replicate(records: list[NodeCost], levels: list[int], chunk_of: list[int], 
     out_levels: list[int] = []
     out_chunk: list[int] = []
 
+    stacks: dict[tuple[tuple[str, ...], int, int], tuple[str, ...]] = {}
+
     def emit(i: int, k: int, template: int) -> None:
         r, shift = records[i], k - template
         level = levels[i] + shift * d_out
+        changes: dict = {"index": len(out_records)}
         if r.module == "concat":
             level += shift * d_out
-            cost = dataclasses.replace(r.cost, bytes_read=r.cost.bytes_read + shift * d_read,
-                                       bytes_written=r.cost.bytes_written + shift * d_written)
-            r = dataclasses.replace(r, cost=cost, output_bytes=r.output_bytes + shift * d_out)
+            changes["cost"] = dataclasses.replace(r.cost, bytes_read=r.cost.bytes_read + shift * d_read,
+                                                  bytes_written=r.cost.bytes_written + shift * d_written)
+            changes["output_bytes"] = r.output_bytes + shift * d_out
         if shift:
-            r = dataclasses.replace(r, stack=tuple(_renamed(key, template, k) for key in r.stack))
-        out_records.append(dataclasses.replace(r, index=len(out_records)))
+            key = (r.stack, template, k)
+            if key not in stacks:
+                stacks[key] = tuple(_renamed(call, template, k) for call in r.stack)
+            changes["stack"] = stacks[key]
+        out_records.append(_replaced(r, **changes))
         out_levels.append(level)
         out_chunk.append(k)
 
@@ -270,7 +350,7 @@ def _replicate(records: list[NodeCost], levels: list[int], chunk_of: list[int], 
     for i in members[3]:
         emit(i, n - 1, 3)
     for r, level in zip(tail_records, tail_levels, strict=True):
-        out_records.append(dataclasses.replace(r, index=len(out_records)))
+        out_records.append(_replaced(r, index=len(out_records)))
         out_levels.append(level)
         out_chunk.append(n)
     return out_records, out_levels, out_chunk
