@@ -367,10 +367,18 @@ def test_add_missing_measures_only_the_curves_a_profile_lacks(tmp_path, monkeypa
     monkeypatch.setattr(cal_mod, "memory_jobs", lambda m: [job("memory", "float32", "elementwise/strided", 8),
                                                            job("memory", "float32", "elementwise/strided", 4),
                                                            job("memory", "float32", "cast", 4)])
+    monkeypatch.setattr(cal_mod, "vae_convs", lambda: [])
+    conv = cal_mod.Job("conv", "float32", "conv3d/96x96x27", lambda: (ran.append("conv") or (2 * 10 ** 11, 10 ** 6)),
+                       "conv")  # 200 TFLOP/s
+    monkeypatch.setattr(cal_mod, "conv_jobs", lambda calls: [conv])
     out, added = cal_mod.add_missing(path, configs=[])
-    assert added == ["memory.float32.elementwise/strided"]
-    assert ran == [("memory", "float32", "elementwise/strided", 8), ("memory", "float32", "elementwise/strided", 4)]
+    assert added == ["conv.float32.conv3d/96x96x27", "memory.float32.elementwise/strided"]
+    assert ran == ["conv", ("memory", "float32", "elementwise/strided", 8), ("memory", "float32", "elementwise/strided", 4)]
     assert out["calibrated"]["memory"]["float32"]["elementwise/strided"] == [[4, 14.0], [8, 18.0]]
+    assert out["calibrated"]["conv"]["float32"]["conv3d/96x96x27"] == [[2 * 10 ** 11, 10 ** 6]]
+    # the conv efficiency: the best conv rate over the spec's TF32 peak
+    tf32 = doc["spec"]["tensor_flops"]["tfloat32"]["value"]
+    assert out["calibrated"]["efficiency"]["conv"] == round(200e12 / tf32, 4) > 0.3
     for table in ("gemm", "sdpa"):
         assert out["calibrated"][table] == doc["calibrated"][table]
     assert out["calibrated"]["additions"][0]["curves"] == added

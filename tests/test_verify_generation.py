@@ -45,7 +45,7 @@ def i2v():
     """Every component of an i2v generation, 2 of its 40 steps under CFG (the first step, order 1, and the second:
     corrector, order-2 predictor), with the H200 profile's predicted times (forced here on a CPU)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(vg, "_profile", lambda gpu, dev: load_profile("h200"))
+        patch.setattr(vg, "gpu_profile", lambda gpu, dev: load_profile("h200"))
         return vg.verify_generation(TINY_I2V, "i2v-480p", steps=2, device="cpu", **TINY, **SMALL)
 
 

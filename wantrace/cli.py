@@ -491,7 +491,7 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
         values = {"workload": workload, "frames": frames, "height": height, "width": width, "batch": batch,
                   "text_len": text_len, "direction": direction}
         verify_component_cli(component, device, config_path, out_dir, precision=precision, tolerance=tolerance,
-                             repeats=repeats, **{n: values[n] for n in takes if values[n] is not None})
+                             repeats=repeats, gpu=gpu, **{n: values[n] for n in takes if values[n] is not None})
         return
     component_only = [p for p in given if p.name in ("text_len", "direction")]
     if component_only:
@@ -519,7 +519,7 @@ def verify(device, config_path, workload, precision, frames, height, width, batc
         sys.exit(1)
 
 
-COMMON_OPTIONS = ("precision", "tolerance", "repeats", "device", "config_path", "out_dir")
+COMMON_OPTIONS = ("precision", "tolerance", "repeats", "device", "config_path", "out_dir", "gpu")
 COMPONENT_OPTIONS = {  # what each component's verify takes beside the common options
     "text_encoder": ("text_len", "batch"),
     "image_encoder": ("workload", "height", "width", "batch"),

@@ -5,6 +5,9 @@
   weights rotated among copies that together exceed L2 (the model reads each weight from DRAM once).
 - Attention: scaled_dot_product_attention (torch's default backend choice) over query length, for
   self-attention (Sq = Sk) and cross-attention onto text and image tokens, at the head counts of the configs.
+- Convolutions: every distinct conv of the Wan VAE's chunked encode and decode at the presets' video sizes
+  (the VAE runs in fp32, and cuDNN runs fp32 convs on TF32 tensor cores by torch's default, not as the fp32
+  GEMM curves would say), each timed as the exact call.
 - Memory-bound kernels by class (elementwise, cast, copy, reduction, norm, activation) and dtype, over bytes.
 - CPU overhead per op class: the wall time to issue a tiny op, a view, a module call.
 Each measurement is warmed up first; GPU times are medians over replays, a GEMM's each after memory-bound work
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..timing.predictor import sdpa_key
+from ..timing.predictor import conv_key, sdpa_key
 from ..timing.profile import HARDWARE, PROFILE_SCHEMA, check
 from ..work.workload import PRESETS
 from .device import VerifyError, check_device, device_info
@@ -244,6 +247,49 @@ def _sdpa(b: int, h: int, sq: int, sk: int, d: int) -> Callable[[], tuple[int, f
     return run
 
 
+def vae_convs() -> list:
+    """The distinct convolutions of the shipped Wan VAE (its published config) encoding and decoding a video of
+    each preset's size, as OpCalls."""
+    from wan_reference.precision import WAN_OFFICIAL
+    from wan_reference.vae_config import VAEConfig
+
+    from ..work.vae import _key, conv_calls
+
+    found: dict = {}
+    sizes = sorted({(p.frames, p.height, p.width) for p in PRESETS.values()})
+    for frames, height, width in sizes:
+        for direction in ("encode", "decode"):
+            for call in conv_calls(VAEConfig(), WAN_OFFICIAL, frames, height, width, direction):
+                found.setdefault(_key((call.name, call.args)), call)
+    return list(found.values())
+
+
+def conv_jobs(calls: list) -> list[Job]:
+    from .. import rules
+
+    jobs = []
+    for call in calls:
+        (gemm,) = rules.lookup("call_function", getattr(F, call.name))(call).gemms
+        dtype = str(call.arg(0, "input").dtype).removeprefix("torch.")
+        x, w = call.arg(0, "input"), call.arg(1, "weight")
+        jobs.append(Job("conv", dtype, conv_key(call.name, gemm), _conv(call, gemm.flops),
+                        f"{call.name} {dtype} {'x'.join(map(str, x.shape))} * {'x'.join(map(str, w.shape))}"))
+    return jobs
+
+
+def _conv(call, flops: int) -> Callable[[], tuple[int, float]]:
+    def run() -> tuple[int, float]:
+        x, w, b = (call.arg(i, name) for i, name in enumerate(("input", "weight", "bias")))
+        dtype = x.dtype
+        args = [torch.randn(x.shape, device="cuda", dtype=dtype),
+                torch.randn(w.shape, device="cuda", dtype=dtype) / math.sqrt(math.prod(w.shape[1:])),
+                torch.randn(b.shape, device="cuda", dtype=dtype) if b is not None else None,
+                *call.args[3:]]
+        op = getattr(F, call.name)
+        return flops, gpu_ns(lambda: op(*args, **call.kwargs), reps_for(flops / 100e3), samples=3)
+    return run
+
+
 def _memory_ops() -> dict[str, list[tuple[torch.dtype, Callable[[int, torch.dtype], Callable[[], object]]]]]:
     """Per class (and operand layout, see wantrace.work.trace.layout_of), (input dtype, builder of a call on
     tensors of about n elements) as the model runs them."""
@@ -437,9 +483,12 @@ def fit_efficiency(doc: dict) -> dict:
     # bandwidth: the largest size's, far past L2 (smaller sizes partly run from L2, faster than DRAM)
     copy = max((dt[cls][-1][0] / dt[cls][-1][1] for dt in cal["memory"].values() for cls in ("elementwise", "copy")
                 if dt.get(cls)), default=0.0)
-    return {"tensor": round(best("gemm", "bfloat16") * 1e9 / bf16_peak, 4),
-            "attention": round(best("sdpa", "bfloat16") * 1e9 / bf16_peak, 4),
-            "bandwidth": round(copy * 1e9 / bandwidth, 4)}
+    fitted = {"tensor": round(best("gemm", "bfloat16") * 1e9 / bf16_peak, 4),
+              "attention": round(best("sdpa", "bfloat16") * 1e9 / bf16_peak, 4),
+              "bandwidth": round(copy * 1e9 / bandwidth, 4)}
+    if cal.get("conv", {}).get("float32"):  # fp32 convs run on TF32 tensor cores (cuDNN, torch's default)
+        fitted["conv"] = round(best("conv", "float32") * 1e9 / spec["tensor_flops"]["tfloat32"]["value"], 4)
+    return fitted
 
 
 def check_cuda(device: str) -> torch.device:
@@ -514,8 +563,8 @@ def add_missing(out: Path, device: str = "cuda", configs: Iterable[Path] | None 
     props = torch.cuda.get_device_properties(dev)
     shapes = model_shapes(configs)
     l2 = cal["device"].get("l2_bytes") or int(doc["spec"]["l2_bytes"]["value"])
-    jobs = [job for job in gemm_jobs(shapes, l2) + sdpa_jobs(shapes)
-            + memory_jobs(props.total_memory // 4) if job.key not in cal[job.table].get(job.dtype, {})]
+    jobs = [job for job in gemm_jobs(shapes, l2) + sdpa_jobs(shapes) + conv_jobs(vae_convs())
+            + memory_jobs(props.total_memory // 4) if job.key not in cal.get(job.table, {}).get(job.dtype, {})]
     step = progress or (lambda job, i, n: None)
     added: dict[tuple[str, str, str], list[list[float]]] = {}
     with torch.no_grad():
@@ -525,7 +574,9 @@ def add_missing(out: Path, device: str = "cuda", configs: Iterable[Path] | None 
             added.setdefault((job.table, job.dtype, job.key), []).append([size, round(ns, 1)])
             torch.cuda.empty_cache()
     for (table, dtype, key), points in added.items():
-        cal[table].setdefault(dtype, {})[key] = sorted(points)
+        cal.setdefault(table, {}).setdefault(dtype, {})[key] = sorted(points)
+    if "conv" in cal:
+        cal["efficiency"]["conv"] = fit_efficiency(doc)["conv"]
     names = [f"{table}.{dtype}.{key}" for table, dtype, key in added]
     if names:
         cal.setdefault("additions", []).append({
@@ -548,10 +599,11 @@ def calibrate(out: Path, device: str = "cuda", configs: Iterable[Path] | None = 
                           "configs (their GEMM and attention shapes are calibrated exactly)")
     shapes = model_shapes(configs)
     l2 = int(getattr(props, "L2_cache_size", 0)) or int(base["spec"]["l2_bytes"]["value"])
-    jobs = overhead_jobs() + gemm_jobs(shapes, l2) + sdpa_jobs(shapes) + memory_jobs(props.total_memory // 4)
+    jobs = (overhead_jobs() + gemm_jobs(shapes, l2) + sdpa_jobs(shapes) + conv_jobs(vae_convs())
+            + memory_jobs(props.total_memory // 4))
     if quick:
         jobs = jobs[::7]
-    tables: dict[str, dict] = {"gemm": {}, "sdpa": {}, "memory": {}, "overhead_ns": {}}
+    tables: dict[str, dict] = {"gemm": {}, "sdpa": {}, "conv": {}, "memory": {}, "overhead_ns": {}}
     step = progress or (lambda job, i, n: None)
     torch.backends.cuda.matmul.allow_tf32 = False  # torch's default; stated, not assumed
     with torch.no_grad():
@@ -563,7 +615,7 @@ def calibrate(out: Path, device: str = "cuda", configs: Iterable[Path] | None = 
                 continue
             tables[job.table].setdefault(job.dtype, {}).setdefault(job.key, []).append([size, round(ns, 1)])
             torch.cuda.empty_cache()
-    for table in ("gemm", "sdpa", "memory"):
+    for table in ("gemm", "sdpa", "conv", "memory"):
         for series in tables[table].values():
             for points in series.values():
                 points.sort()
@@ -579,6 +631,7 @@ def calibrate(out: Path, device: str = "cuda", configs: Iterable[Path] | None = 
             "overhead_ns": tables["overhead_ns"],
             "gemm": tables["gemm"],
             "sdpa": tables["sdpa"],
+            "conv": tables["conv"],
             "memory": tables["memory"],
             "efficiency": {},
         },

@@ -223,7 +223,7 @@ def verify(
         raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
     if not 0 < time_tolerance < 10:
         raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
-    profile = _profile(gpu, dev)
+    profile = gpu_profile(gpu, dev)
     if is_pipeline(config_path):
         raise VerifyError(f"--config: {config_path} is a two-expert checkpoint; verify runs one model: give one "
                           "expert's config.json (high_noise_model/config.json; both experts run the same graph)")
@@ -374,7 +374,7 @@ class Capture:
         return self.estimate
 
 
-def _profile(gpu: str | None, dev: torch.device) -> Profile | None:
+def gpu_profile(gpu: str | None, dev: torch.device) -> Profile | None:
     """--gpu's profile, or on CUDA the one whose `match` names the device (None: no prediction to check)."""
     if gpu is not None:
         return load_profile(gpu)

@@ -2,8 +2,9 @@
 Wan VAE (encode or decode, its chunked schedule with the feature cache as upstream runs it). The checks of
 verify.py on the component's own trace: FlopCounterMode per module and a dispatch counter with its formulas per
 functional scope against the trace's `torch` convention; wall or CUDA-event time per module and scope; peak
-allocated memory beside the analytic parameter + peak activation bytes (informational). There is no
-predicted-time check here: the time model's categories are the DiT's."""
+allocated memory beside the analytic parameter + peak activation bytes (informational); on CUDA, the call's
+predicted time on the GPU's profile (or --gpu) beside the measured, informational: the time gate and its
+categories are the DiT's."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from wan_reference.t5_config import TEXT_LEN, is_t5_config, load_t5_config
 from wan_reference.vae import build_vae
 from wan_reference.vae_config import is_vae_config, load_vae_config
 
+from ..timing.predictor import Predictor
 from ..work.analysis import roll_up
 from ..work.image_encoder import ImageEncoderWorkloadError, trace_image_encoder
 from ..work.text_encoder import trace_text_encoder
@@ -29,7 +31,7 @@ from ..work.trace import Trace
 from ..work.vae import DIRECTIONS, VAETrace, VAEWorkloadError, latent_shape, trace_vae
 from ..work.workload import PRESETS
 from .device import VerifyError, check_device, device_info
-from .verify import Row, compare_rows, fill_from_children, measure_forward, summary
+from .verify import Row, compare_rows, fill_from_children, gpu_profile, measure_forward, summary
 
 COMPONENTS = ("text_encoder", "image_encoder", "vae")
 
@@ -59,6 +61,8 @@ class ComponentResult:
     analytic_total: int
     param_bytes: int
     activation_bytes: int
+    predicted_ms: float | None = None  # the call on `profile` (CUDA only)
+    profile: str | None = None
 
     @property
     def offenders(self) -> list[Row]:
@@ -67,6 +71,13 @@ class ComponentResult:
     @property
     def passed(self) -> bool:
         return not self.offenders and self.counted_total == self.flop_counter_total == self.analytic_total
+
+    def _predicted(self) -> dict:
+        if self.predicted_ms is None:
+            return {}
+        measured = min(self.forward_runs) if self.forward_runs else None
+        return {"profile": self.profile, "predicted_ms": round(self.predicted_ms, 3),
+                "time_ratio": round(self.predicted_ms / measured, 4) if measured else None}
 
     def to_dict(self) -> dict:
         return {
@@ -87,17 +98,23 @@ class ComponentResult:
                           "not gated: the allocator's rounding and the kernels' workspaces are not in the trace",
             },
             "pass": self.passed,
-            "summary": summary(self.rows, self.tolerance, self.flop_counter_total, self.counted_total,
-                               self.analytic_total, self.forward_runs, self.peak_allocated, self.param_bytes,
-                               self.activation_bytes),
+            "summary": {**summary(self.rows, self.tolerance, self.flop_counter_total, self.counted_total,
+                                  self.analytic_total, self.forward_runs, self.peak_allocated, self.param_bytes,
+                                  self.activation_bytes), **self._predicted()},
             "modules": [row.to_dict(self.tolerance) for row in self.rows],
         }
 
 
 def run_component(component: str, trace: Trace | VAETrace, model: torch.nn.Module, inputs: dict, dev: torch.device, *,
-                  setup: dict, tolerance: float, repeats: int, step: Callable[[str], None]) -> ComponentResult:
+                  setup: dict, tolerance: float, repeats: int, step: Callable[[str], None],
+                  gpu: str | None = None) -> ComponentResult:
     """Run `model` (the component, real weights on `dev`) on `inputs` and compare it with `trace`, whose ids
-    are the model's module paths and scopes."""
+    are the model's module paths and scopes; on CUDA, predict the call's time on `gpu` (a profile name or path;
+    default: the profile whose `match` names the device, if any)."""
+    if gpu is not None and dev.type != "cuda":
+        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
+    profile = gpu_profile(gpu, dev) if dev.type == "cuda" else None
+    predicted = sum(Predictor(profile)(trace.records).ns) / 1e6 if profile is not None else None
     modules = roll_up(trace.records, trace.model)
     m = measure_forward(model, inputs, dev, repeats, step)
     fill_from_children(modules, m.per_module)
@@ -107,7 +124,8 @@ def run_component(component: str, trace: Trace | VAETrace, model: torch.nn.Modul
         tolerance=tolerance, device=device_info(dev), forward_runs=m.forwards.runs, peak_allocated=m.peak_allocated,
         counted_total=sum(m.scope_flops.values()), flop_counter_total=m.flop_counter_total,
         analytic_total=modules[0].inclusive.flops_torch, param_bytes=modules[0].param_bytes,
-        activation_bytes=trace.peak_activation_bytes,
+        activation_bytes=trace.peak_activation_bytes, predicted_ms=predicted,
+        profile=profile.name if profile is not None else None,
     )
 
 
@@ -140,7 +158,7 @@ def _positive(**values) -> None:
 
 def verify_text_encoder(config_path: str | Path, *, device: str = "cpu", precision: str | None = None,
                         text_len: int | None = None, batch: int | None = None, tolerance: float = 0.05,
-                        repeats: int = 3, seed: int = 0, progress=None) -> ComponentResult:
+                        repeats: int = 3, seed: int = 0, gpu: str | None = None, progress=None) -> ComponentResult:
     """One call of the umT5 encoder for real (seeded random weights in the policy's text dtype) on `batch`
     prompts of `text_len` tokens: a quarter of them real, the rest padding, as the tokenizer pads every prompt
     (the cost does not depend on how many are real)."""
@@ -165,13 +183,13 @@ def verify_text_encoder(config_path: str | Path, *, device: str = "cpu", precisi
              "call": f"{batch} x {text_len} tokens, {config.num_layers} layers",
              "tokens": batch * text_len, "text_len": text_len, "batch": batch, "layers": config.num_layers}
     return run_component("text_encoder", trace, model, {"ids": ids, "mask": mask}, dev, setup=setup,
-                         tolerance=tolerance, repeats=repeats, step=step)
+                         tolerance=tolerance, repeats=repeats, step=step, gpu=gpu)
 
 
 def verify_image_encoder(config_path: str | Path, *, device: str = "cpu", workload: str = "ci-tiny",
                          height: int | None = None, width: int | None = None, batch: int | None = None,
                          precision: str | None = None, tolerance: float = 0.05, repeats: int = 3, seed: int = 0,
-                         progress=None) -> ComponentResult:
+                         gpu: str | None = None, progress=None) -> ComponentResult:
     """One call of the CLIP image encoder for real (seeded random weights in the policy's image-encoder dtype:
     fp16 under the default wan-official, as the official CLIPModel runs) on `batch` conditioning images (1: i2v,
     2: flf2v) of the workload's frame size (or --height x --width), resized to the tower's input on the device."""
@@ -195,13 +213,13 @@ def verify_image_encoder(config_path: str | Path, *, device: str = "cpu", worklo
              "tokens": batch * config.tokens, "batch": batch, "height": height, "width": width,
              "layers": config.run_layers}
     return run_component("image_encoder", trace, model, {"images": images}, dev, setup=setup, tolerance=tolerance,
-                         repeats=repeats, step=step)
+                         repeats=repeats, step=step, gpu=gpu)
 
 
 def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str = "decode", workload: str = "ci-tiny",
                frames: int | None = None, height: int | None = None, width: int | None = None,
                batch: int | None = None, precision: str | None = None, tolerance: float = 0.05, repeats: int = 3,
-               seed: int = 0, progress=None) -> ComponentResult:
+               seed: int = 0, gpu: str | None = None, progress=None) -> ComponentResult:
     """One encode or decode of the Wan VAE for real (seeded random weights in the policy's VAE dtype), through
     its whole chunk schedule with the feature cache, on a video of `workload`'s size (or --frames, --height,
     --width): encode reads that video, decode writes it from its latents."""
@@ -231,7 +249,7 @@ def verify_vae(config_path: str | Path, *, device: str = "cpu", direction: str =
              "latent": list(latent_shape(config, frames, height, width)), "input_shape": list(trace.input_shape),
              "output_shape": list(trace.output_shape), "chunks": chunks}
     return run_component(f"vae.{direction}", trace, model, {"x": x.to(policy.vae), "direction": direction}, dev,
-                         setup=setup, tolerance=tolerance, repeats=repeats, step=step)
+                         setup=setup, tolerance=tolerance, repeats=repeats, step=step, gpu=gpu)
 
 
 VERIFIERS: dict[str, Callable[..., ComponentResult]] = {

@@ -38,7 +38,7 @@ from ..work.report import Report
 from ..work.sampler import trace_sampler
 from ..work.workload import resolve
 from .device import VerifyError, check_device, device_info
-from .verify import _profile, _sync, attention_formulas
+from .verify import _sync, attention_formulas, gpu_profile
 
 PER_STEP = ("dit", "scheduler")  # run N of S steps: measured x S / N is the generation's
 
@@ -320,7 +320,7 @@ def verify_generation(
     total = resolve(workload, read_config(Path(config_path))[0], **overrides)[0].steps
     if steps > total:
         raise VerifyError(f"--steps: at most the workload's {total} steps, got {steps}")
-    profile = _profile(gpu, dev)
+    profile = gpu_profile(gpu, dev)
     step("generation report" + (f" and predicted time on {profile.name}" if profile else ""))
     report = analyze_generation(config_path, workload, timing=Predictor(profile) if profile else None, vae=vae,
                                 text_encoder=text_encoder, image_encoder=image_encoder, **overrides)

@@ -39,6 +39,11 @@ def gemm_key(g: Gemm) -> str:
     return f"{g.n}x{g.k * g.taps}"
 
 
+def conv_key(name: str, g: Gemm) -> str:
+    """A convolution's curve: its op and implicit GEMM (C_out x C_in x taps, per group), e.g. conv3d/96x96x27."""
+    return f"{name}/{g.n}x{g.k}x{g.taps}" + (f"/g{g.count}" if g.count > 1 else "")
+
+
 def sdpa_key(d: int, sq: int, sk: int, heads: int) -> str:
     return f"d{d}/{'self' if sq == sk else f'sk{sk}'}/h{heads}"
 
@@ -73,6 +78,7 @@ class Predictor:
         # curves are the measured GPU's own: only a calibrated profile uses them
         self.gemm = self._curves("gemm") if self.calibrated else {}
         self.sdpa = self._curves("sdpa") if self.calibrated else {}
+        self.conv = self._curves("conv") if self.calibrated and "conv" in cal else {}
         self.memory = self._curves("memory") if self.calibrated else {}
         # the shortest kernel of each class, carried to a spec-only profile as its floor
         self.floor = {c: min(p[1] for dt in cal["memory"].values() for p in dt.get(c, [[0, math.inf]]))
@@ -97,6 +103,10 @@ class Predictor:
 
     def _kernel(self, r: NodeCost) -> float:
         cls, dtype = kernel_class(r), dtype_name(r)
+        if r.family == "conv" and len(r.cost.gemms) == 1:
+            conv = self._conv(r.name, r.cost.gemms[0], dtype)
+            if conv is not None:
+                return conv
         if cls == "gemm" and r.cost.gemms:
             return sum(self._gemm(g, dtype, r) for g in r.cost.gemms)
         if cls == "sdpa" and r.cost.gemms:
@@ -111,6 +121,17 @@ class Predictor:
             return curve(g.flops)
         moved = r.cost.bytes if len(r.cost.gemms) == 1 else 0
         return self._roofline(g.flops, moved, dtype, "tensor", "gemm")
+
+    def _conv(self, name: str, g: Gemm, dtype: str) -> float | None:
+        """A convolution's own curve; else, in fp32, the TF32 roofline at the efficiency convs reached (cuDNN runs
+        fp32 convs on TF32 tensor cores, torch's default `cudnn.allow_tf32`); else None (timed as its GEMM)."""
+        curve = self.conv.get(dtype, {}).get(conv_key(name, g))
+        if curve is not None:
+            return curve(g.flops)
+        if dtype == "float32" and "conv" in self.eff and "tfloat32" in self.profile.spec["tensor_flops"]:
+            return max(self.floor["gemm"], g.flops / (self.profile.figure("tensor_flops", "tfloat32")
+                                                      * self.eff["conv"] / 1e9))
+        return None
 
     def _sdpa(self, gemms: tuple[Gemm, ...], dtype: str) -> float:
         qk = gemms[0]

@@ -122,7 +122,7 @@ def check(doc, where: str) -> None:
         need(field in cal, f"calibrated.{field}", "missing")
     for c in OVERHEAD_CLASSES:
         need(_number(cal["overhead_ns"].get(c)), f"calibrated.overhead_ns.{c}", "missing or not a number")
-    for table in ("gemm", "sdpa", "memory"):
+    for table in ("gemm", "sdpa", "memory", *(("conv",) if "conv" in cal else ())):  # conv: since 2026-12
         need(isinstance(cal[table], dict), f"calibrated.{table}", "must be an object")
         for dtype, series in cal[table].items():
             need(isinstance(series, dict), f"calibrated.{table}.{dtype}", "must be an object of series")
@@ -136,7 +136,7 @@ def check(doc, where: str) -> None:
         need(c in cal["memory"].get("float32", {}) or any(c in s for s in cal["memory"].values()),
              f"calibrated.memory.*.{c}", "no series for this kernel class")
     eff = cal["efficiency"]
-    for key in ("tensor", "bandwidth", "attention"):
+    for key in ("tensor", "bandwidth", "attention", *(("conv",) if "conv" in eff else ())):
         need(_number(eff.get(key)) and 0 < eff[key] <= 1.5, f"calibrated.efficiency.{key}", "missing or out of range")
 
 

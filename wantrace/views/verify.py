@@ -129,6 +129,9 @@ def print_component_result(result: ComponentResult, console: Console) -> None:
     if s["peak_allocated_bytes"] is not None:
         memory = f"peak allocated {nbytes(s['peak_allocated_bytes'])} (x{s['peak_ratio']:.3f}) vs {memory}"
     console.print(f"{line}; {memory}")
+    if s.get("predicted_ms") is not None:
+        ratio = f": predicted / measured {s['time_ratio']:.3f}" if s.get("time_ratio") else ""
+        console.print(f"predicted {s['predicted_ms']:,.1f} ms on {s['profile']}{ratio} (informational, not gated)")
     if result.offenders:
         _print_offenders(result.offenders, console)
     console.print("[green]PASS[/]" if result.passed else "[red]FAIL[/]: FLOP counts disagree")
