@@ -388,3 +388,50 @@ def test_add_missing_measures_only_the_curves_a_profile_lacks(tmp_path, monkeypa
     path.write_text(json.dumps({**doc, "calibrated": None, "assume_from": "h200"}))
     with pytest.raises(cal_mod.VerifyError, match="spec-only"):
         cal_mod.add_missing(path, configs=[])
+
+
+def test_conv_jobs_cover_every_conv_a_vae_call_runs():
+    """calibrate times each distinct convolution of a VAE call once, under the key the predictor looks its curve
+    up by: every conv record of the call has one."""
+    from wan_reference.precision import WAN_OFFICIAL
+    from wan_reference.vae_config import load_vae_config
+    from wantrace.measure.calibrate import conv_jobs
+    from wantrace.timing.predictor import conv_key
+    from wantrace.work.vae import conv_calls, trace_vae
+
+    tiny = load_vae_config(ROOT / "models" / "wan2.1-tiny-vae" / "vae" / "config.json")
+    for direction in ("encode", "decode"):
+        calls = conv_calls(tiny, WAN_OFFICIAL, 17, 16, 24, direction)
+        jobs = conv_jobs(calls)
+        convs = [r for r in trace_vae(tiny, WAN_OFFICIAL, 17, 16, 24, direction).records if r.family == "conv"]
+        assert {j.key for j in jobs} == {conv_key(r.name, r.cost.gemms[0]) for r in convs}
+        assert len(jobs) < len(convs)  # the chunks repeat their convs: each distinct call is timed once
+        assert all(j.table == "conv" and j.dtype == "float32" for j in jobs)
+
+
+def test_a_conv_takes_its_curve_else_the_tf32_roofline_else_its_gemm():
+    """An fp32 conv on a profile with its curve reads the curve; without one, the TF32 peak at the conv
+    efficiency the calibration fitted (cuDNN's TF32 path); on a profile from before conv curves, its GEMM."""
+    from wan_reference.precision import WAN_OFFICIAL
+    from wan_reference.vae_config import load_vae_config
+    from wantrace.timing.predictor import conv_key
+    from wantrace.timing.profile import Profile
+    from wantrace.work.vae import trace_vae
+
+    tiny = load_vae_config(ROOT / "models" / "wan2.1-tiny-vae" / "vae" / "config.json")
+    convs = [r for r in trace_vae(tiny, WAN_OFFICIAL, 9, 64, 64, "decode").records if r.family == "conv"]
+    r = max(convs, key=lambda r: r.cost.flops_torch)
+    g = r.cost.gemms[0]
+    before = fake_profile()
+    with_conv = fake_profile()
+    with_conv["calibrated"]["conv"] = {"float32": {conv_key(r.name, g): [[1, 5000.0], [g.flops * 4, 20000.0]]}}
+    with_conv["calibrated"]["efficiency"]["conv"] = 0.25
+    old = Predictor(Profile("before", None, before)).kernel_ns(r)
+    curve = Predictor(Profile("with", None, with_conv)).kernel_ns(r)
+    assert curve == round(Series([[1, 5000.0], [g.flops * 4, 20000.0]])(g.flops))
+    other = next(c for c in convs if conv_key(c.name, c.cost.gemms[0]) != conv_key(r.name, g))
+    tf32 = with_conv["spec"]["tensor_flops"]["tfloat32"]["value"]
+    floor = min(p[1] for dt in with_conv["calibrated"]["gemm"].values() for s in dt.values() for p in s)
+    assert Predictor(Profile("with", None, with_conv)).kernel_ns(other) == round(
+        max(floor, other.cost.gemms[0].flops / (tf32 * 0.25 / 1e9)))
+    assert old == Predictor(Profile("before", None, before)).kernel_ns(r) and old != curve
