@@ -51,6 +51,16 @@ def render(folder: Path) -> str:
             f"{peak} | {nbytes(s['analytic_param_bytes'])} + "
             f"{nbytes(s['analytic_activation_bytes'])} | {'pass' if d['pass'] else 'FAIL'} |"
         )
+    predicted = [(name, d) for name, d in docs if d["summary"].get("predicted_ms") is not None and "component" in d]
+    if predicted:
+        lines += ["", "## Predicted time (components; informational, not gated)", "",
+                  "The call's predicted time on the profile (`Predictor` on the component's trace: every node its own "
+                  "kernel, one stream), against the fastest timed call.", "",
+                  "| run | profile | predicted | measured | predicted / measured |", "|---|---|---:|---:|---:|"]
+        for name, d in predicted:
+            s = d["summary"]
+            lines.append(f"| {name} | {s['profile']} | {s['predicted_ms']:,.1f} ms | {s['forward_ms']:,.1f} ms | "
+                         f"{s['time_ratio']:.3f} |")
     for name, d in docs:
         if "component" in d:
             lines += _component(name, d)
