@@ -55,15 +55,18 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
     return best, value
 
 
-def _run(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system) of one fresh process: on a shared machine the CPU time is the
-    steadier of the two."""
+def _run(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (KiB) of one fresh process: on a shared machine the
+    CPU time is the steadier of the two times. The RSS is read by /usr/bin/time's own wait4 (the children's
+    maximum in getrusage is over every child so far); its few hundred microseconds fall on every command alike."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, int(out.stderr.strip().splitlines()[-1])
 
 
 def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
@@ -85,11 +88,10 @@ def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
         rss: dict[str, int] = {}
         for _ in range(repeat):  # alternating, so all see the same machine
             for name, cmd in (("torch", floor), *commands.items()):
-                wall, cpu = _run(cmd)
+                wall, cpu, kib = _run(cmd)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
-        for name, cmd in (("torch", floor), *commands.items()):  # peak RSS, smallest first (see _run)
-            rss[name] = peak_rss_kb(cmd)
+                rss[name] = min(rss.get(name, kib), kib)
     best = {k: min(v) for k, v in walls.items()}
     cpu = {k: min(v) for k, v in cpus.items()}
     return {
@@ -101,13 +103,6 @@ def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
         "import_torch_rss_mb": rss["torch"] // 1024,
         **{f"{k}_rss_ratio": round(rss[k] / rss["torch"], 3) for k in commands},
     }
-
-
-def peak_rss_kb(cmd: list[str]) -> int:
-    """Peak RSS of one fresh process, read by /usr/bin/time's own wait4 (the children's maximum is global)."""
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], check=True, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    return int(out.stderr.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -373,7 +373,8 @@ def test_add_missing_measures_only_the_curves_a_profile_lacks(tmp_path, monkeypa
     monkeypatch.setattr(cal_mod, "conv_jobs", lambda calls: [conv])
     out, added = cal_mod.add_missing(path, configs=[])
     assert added == ["conv.float32.conv3d/96x96x27", "memory.float32.elementwise/strided"]
-    assert ran == ["conv", ("memory", "float32", "elementwise/strided", 8), ("memory", "float32", "elementwise/strided", 4)]
+    assert ran == ["conv", ("memory", "float32", "elementwise/strided", 8),
+                   ("memory", "float32", "elementwise/strided", 4)]
     assert out["calibrated"]["memory"]["float32"]["elementwise/strided"] == [[4, 14.0], [8, 18.0]]
     assert out["calibrated"]["conv"]["float32"]["conv3d/96x96x27"] == [[2 * 10 ** 11, 10 ** 6]]
     # the conv efficiency: the best conv rate over the spec's TF32 peak
