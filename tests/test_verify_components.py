@@ -157,8 +157,28 @@ def test_planted_wrong_rule_fails_naming_the_module(tmp_path, monkeypatch, one_t
     (TINY_DIT, ["--text-len", "8"], "--text-len: a text encoder option; --config is not a text encoder config"),
     (TINY_VAE, ["--frames", "6"], "--frames: must be 4n+1 for the Wan VAE, got 6"),
     (TINY_CLIP, ["--batch", "0"], "--batch: a positive integer, got 0"),
+    (TINY_VAE, ["--gpu", "h200"], "--gpu compares predicted with measured GPU time: it needs --device cuda"),
 ])
 def test_foreign_or_bad_option_is_one_line(tmp_path, config, args, message):
     code, output, doc = _verify(tmp_path, config, *args)
     assert code == 2 and doc is None
     assert output.strip().splitlines()[-1].startswith(f"wantrace: error: {message}"), output
+
+
+def test_predicted_time_is_recorded_beside_the_measured(one_thread):
+    """On CUDA a component's verify records its predicted time on the profile and the ratio to the fastest timed
+    call (informational: the pass is the FLOPs'); here the CPU result stands in, with a prediction set."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from wantrace.views.verify import print_component_result
+
+    result = verify_component("vae", TINY_VAE, device="cpu", repeats=1, frames=5, height=16, width=16)
+    assert "predicted_ms" not in result.to_dict()["summary"]  # no GPU, no prediction
+    timed = dataclasses.replace(result, predicted_ms=2 * min(result.forward_runs), profile="h200")
+    s = timed.to_dict()["summary"]
+    assert s["profile"] == "h200" and s["time_ratio"] == 2.0 and timed.passed == result.passed
+    out = StringIO()
+    print_component_result(timed, Console(file=out, width=200))
+    assert "on h200: predicted / measured 2.000 (informational, not gated)" in out.getvalue()

@@ -258,4 +258,6 @@ VERIFIERS: dict[str, Callable[..., ComponentResult]] = {
 
 def verify_component(component: str, config_path: str | Path, **options) -> ComponentResult:
     """The verify of `component` (one of COMPONENTS, e.g. from `component_of`) with its own options."""
+    if options.get("gpu") is not None and options.get("device", "cpu") != "cuda":  # before any trace or build
+        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
     return VERIFIERS[component](config_path, **options)
