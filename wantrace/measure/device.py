@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import platform
 
 import torch
@@ -33,3 +34,8 @@ def _sdpa_backends() -> dict:
     b = torch.backends.cuda
     return {name: getattr(b, f"{name}_sdp_enabled")() for name in ("flash", "mem_efficient", "cudnn", "math")
             if hasattr(b, f"{name}_sdp_enabled")}
+
+
+def provenance(device: dict) -> dict:
+    """Where and when a verify.json was measured: every kind of verify writes these three fields."""
+    return {"date": datetime.date.today().isoformat(), "device": device, "torch": torch.__version__}

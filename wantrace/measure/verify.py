@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import shutil
 import statistics
 from collections import Counter, defaultdict
@@ -36,7 +35,7 @@ from ..work.report import ModuleRow, Report
 from ..work.roles import role_of
 from ..work.trace import ROOT, NodeCost
 from ..work.workload import resolve
-from .device import VerifyError, check_device, device_info
+from .device import VerifyError, check_device, device_info, provenance
 from .probe import Probe, timed
 
 ATTENTION_KERNELS = (
@@ -134,9 +133,7 @@ class VerifyResult:
         totals = r.totals
         return {
             "schema_version": 2,  # 2: the `time` section
-            "date": datetime.date.today().isoformat(),
-            "device": self.device,
-            "torch": torch.__version__,
+            **provenance(self.device),
             "config": r.model["config"],
             "variant": r.model["variant"],
             "workload": r.workload,

@@ -9,7 +9,6 @@ categories are the DiT's."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from ..work.text_encoder import trace_text_encoder
 from ..work.trace import Trace
 from ..work.vae import DIRECTIONS, VAETrace, VAEWorkloadError, latent_shape, trace_vae
 from ..work.workload import PRESETS
-from .device import VerifyError, check_device, device_info
+from .device import VerifyError, check_device, device_info, provenance
 from .verify import Row, compare_rows, fill_from_children, gpu_profile, measure_forward, summary
 
 COMPONENTS = ("text_encoder", "image_encoder", "vae")
@@ -83,9 +82,7 @@ class ComponentResult:
         return {
             "schema_version": 2,
             "component": self.component,
-            "date": datetime.date.today().isoformat(),
-            "device": self.device,
-            "torch": torch.__version__,
+            **provenance(self.device),
             **self.setup,
             "compared": {
                 "flops": "FlopCounterMode per module and a dispatch counter with its formulas per functional "

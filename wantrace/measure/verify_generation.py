@@ -16,7 +16,6 @@ the report's predicted generation time."""
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from ..work.generation import IMAGES, ORDER, analyze_generation
 from ..work.report import Report
 from ..work.sampler import trace_sampler
 from ..work.workload import resolve
-from .device import VerifyError, check_device, device_info
+from .device import VerifyError, check_device, device_info, provenance
 from .verify import _sync, attention_formulas, gpu_profile
 
 PER_STEP = ("dit", "scheduler")  # run N of S steps: measured x S / N is the generation's
@@ -254,9 +253,7 @@ class GenerationResult:
         return {
             "schema_version": 1,
             "kind": "end-to-end",
-            "date": datetime.date.today().isoformat(),
-            "device": self.device,
-            "torch": torch.__version__,
+            **provenance(self.device),
             "config": r.model["config"],
             "variant": r.model["variant"],
             "workload": r.workload,
