@@ -1,6 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests trace for real: the disk cache of traced costs (wantrace.work.cache) is off unless a test turns it on,
+# for this process and every CLI it starts.
+os.environ["WANTRACE_CACHE"] = "off"
 
 from wan_reference import load_config
 

@@ -223,3 +223,18 @@ def test_flf2v_encodes_two_images_in_one_clip_call():
 
 def test_default_presets_cover_every_task():
     assert {t for w in PRESETS.values() for t in w.tasks} >= {"t2v", "i2v", "flf2v"}
+
+
+def test_disk_cache_gives_the_same_generation_report(tmp_path, monkeypatch):
+    """With the disk cache on, a first and a second generation report (the T5, VAE and sampler costs read back
+    from it) are the report the traces give with it off, byte for byte."""
+    from wantrace.work import sampler, text_encoder, vae
+
+    config = MODELS / "wan2.1-tiny-t2v" / "config.json"
+    fresh = analyze_generation(config, "ci-tiny", steps=3).to_json()
+    monkeypatch.setenv("WANTRACE_CACHE", str(tmp_path))
+    assert analyze_generation(config, "ci-tiny", steps=3).to_json() == fresh
+    assert {p.name.split("-")[0] for p in tmp_path.glob("*.pickle")} == {"t5", "vae", "sampler"}
+    for module in (sampler, text_encoder, vae):  # a second report traces none of them
+        monkeypatch.setattr(module, "_costed", lambda *a: (_ for _ in ()).throw(AssertionError("traced")))
+    assert analyze_generation(config, "ci-tiny", steps=3).to_json() == fresh

@@ -310,3 +310,38 @@ def test_replicated_chunks_equal_a_full_trace(tiny, direction):
     assert fast.peak_activation_bytes == full.peak_activation_bytes
     assert len(fast.graph.nodes) < len(full.graph.nodes)  # it did trace fewer chunks
     assert fast.chunks[-2].peak_activation_bytes < fast.chunks[-3].peak_activation_bytes  # the last keeps no cache
+
+
+def test_disk_cache_returns_the_traced_costs_and_misses_on_new_code(tiny, tmp_path, monkeypatch):
+    """A second trace_vae of the same call reads the costs back from WANTRACE_CACHE (no trace runs), equal to the
+    traced ones; a change to the code's digest is a miss; an unreadable entry is traced again; an unwritable
+    folder is no cache, with the same answer."""
+    from wantrace.work import cache, vae
+
+    policy = get_policy("fp32")
+    fresh = trace_vae(tiny, policy, 17, 16, 24, "decode")  # cache off (conftest)
+    monkeypatch.setenv("WANTRACE_CACHE", str(tmp_path / "c"))
+    first = trace_vae(tiny, policy, 17, 16, 24, "decode")
+    (entry,) = (tmp_path / "c").glob("vae-*.pickle")
+    runs = []
+    monkeypatch.setattr(vae, "_costed", lambda *a: runs.append(a) or (_ for _ in ()).throw(AssertionError("traced")))
+    again = trace_vae(tiny, policy, 17, 16, 24, "decode")
+    assert not runs
+    for t in (first, again):
+        assert (t.records, t.chunk_of, t.chunks, t.peak_activation_bytes) == (
+            fresh.records, fresh.chunk_of, fresh.chunks, fresh.peak_activation_bytes)
+        assert len(t.graph.nodes) == len(fresh.graph.nodes)
+    assert {n for n, _ in again.model.named_parameters()} == {n for n, _ in fresh.model.named_parameters()}
+    monkeypatch.setattr(cache, "code_digest", lambda: "another version of the code")
+    with pytest.raises(AssertionError, match="traced"):
+        trace_vae(tiny, policy, 17, 16, 24, "decode")
+    monkeypatch.undo()
+    monkeypatch.setenv("WANTRACE_CACHE", str(tmp_path / "c"))
+    entry.write_bytes(b"not a pickle")
+    assert trace_vae(tiny, policy, 17, 16, 24, "decode").records == fresh.records
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("WANTRACE_CACHE", str(blocker / "c"))  # under a file: cannot be created
+    assert trace_vae(tiny, policy, 17, 16, 24, "decode").records == fresh.records
+    monkeypatch.setenv("WANTRACE_CACHE", "off")
+    assert cache.folder() is None

@@ -16,6 +16,7 @@ import torch.fx
 
 from wan_reference.scheduler import SamplerStep, StepPlan, step_inputs, step_plans
 
+from .cache import cached
 from .lean import lean_meta_run
 from .trace import CostInterpreter, NodeCost, WanTracer
 
@@ -58,6 +59,14 @@ def trace_sampler(latent: tuple[int, ...], steps: int, cfg: bool, shift: float |
     """Every step of a `steps`-step generation on latents of shape `latent` ([B, C, F', H/8, W/8])."""
     plans = step_plans(steps, shift if shift is not None else DEFAULT_SHIFT,
                        (guide_scale if guide_scale is not None else DEFAULT_GUIDE) if cfg else None)
+    records, step_of, kinds, peak = cached("sampler", (tuple(latent), steps, cfg, shift, guide_scale, strict),
+                                           lambda: _costed(plans, latent, strict))
+    return SamplerTrace(SamplerStep(plans[0]), records, step_of, kinds, peak)
+
+
+def _costed(plans: list[StepPlan], latent: tuple[int, ...],
+            strict: bool) -> tuple[list[NodeCost], list[int], dict[tuple[bool, int, int], list[int]], int]:
+    """Every step's records, their steps, the steps of each kind and the peak: what the disk cache keeps."""
     traced: dict[tuple[bool, int, int], tuple[list[NodeCost], int]] = {}
     kinds: dict[tuple[bool, int, int], list[int]] = {}
     records: list[NodeCost] = []
@@ -70,5 +79,4 @@ def trace_sampler(latent: tuple[int, ...], steps: int, cfg: bool, shift: float |
             records.append(dataclasses.replace(r, index=len(records), stack=tuple(
                 f"{key}@step{plan.index}" for key in r.stack)))
             step_of.append(plan.index)
-    return SamplerTrace(SamplerStep(plans[0]), records, step_of, kinds,
-                        max(peak for _, peak in traced.values()))
+    return records, step_of, kinds, max(peak for _, peak in traced.values())

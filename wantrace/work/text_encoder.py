@@ -29,8 +29,9 @@ from wan_reference.precision import PrecisionPolicy
 from wan_reference.t5 import build_t5
 from wan_reference.t5_config import TEXT_LEN, T5Config
 
+from .cache import cached
 from .lean import lean_meta_run
-from .trace import CostInterpreter, Trace, WanTracer, replicate_blocks
+from .trace import CostInterpreter, NodeCost, Trace, WanTracer, replicate_blocks
 
 TEXT_ENCODER_CALLS = 2  # official generate(): text_encoder([prompt]) and text_encoder([n_prompt]), batch 1 each
 
@@ -63,8 +64,16 @@ def trace_text_encoder(config: T5Config, policy: PrecisionPolicy, text_len: int 
     for name, value in (("text_len", text_len), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise TextEncoderWorkloadError(f"{name}: must be a positive integer, got {value!r}")
+    records, peak = cached("t5", (config, policy.text, text_len, batch, strict, replicate),
+                           lambda: _costed(config, policy.text, text_len, batch, strict, replicate))
+    return Trace(_encoder(config, policy.text), records, peak)
+
+
+def _costed(config: T5Config, dtype: torch.dtype, text_len: int, batch: int, strict: bool,
+            replicate: bool) -> tuple[list[NodeCost], int]:
+    """The call's records and peak activation bytes: what the disk cache keeps."""
     layers = min(config.num_layers, 2) if replicate else config.num_layers
-    gm = trace_graph(config.with_layers(layers), policy.text)
+    gm = trace_graph(config.with_layers(layers), dtype)
     ids = torch.empty(batch, text_len, dtype=torch.int64, device="meta")
     mask = torch.empty(batch, text_len, dtype=torch.int64, device="meta")
     interpreter = CostInterpreter(gm, strict)
@@ -73,7 +82,7 @@ def trace_text_encoder(config: T5Config, policy: PrecisionPolicy, text_len: int 
     records = interpreter.records
     if layers < config.num_layers:
         records = replicate_blocks(records, config.num_layers)
-    return Trace(_encoder(config, policy.text), records, interpreter.peak_activation_bytes())
+    return records, interpreter.peak_activation_bytes()
 
 
 def text_encoder_calls(cfg: bool = True) -> int:

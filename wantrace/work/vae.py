@@ -35,6 +35,7 @@ from wan_reference.vae import DIRECTIONS, ENCODE_CHUNK, WanVAE, build_vae, decod
 from wan_reference.vae_config import VAEConfig
 
 from ..rules import OpCall
+from .cache import cached
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
 from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _replaced, _tensors
@@ -62,17 +63,23 @@ class ChunkCost:
 class VAETrace:
     direction: str
     model: torch.nn.Module  # the parts of the VAE the call ran (roll_up's parameters and module types)
-    graph: torch.fx.Graph  # the chunk graph traced (4 chunks when replicating), to run on `model`
     records: list[NodeCost]
     chunk_of: list[int]  # per record: its phase (ChunkCost.index)
     chunks: list[ChunkCost]
     peak_activation_bytes: int
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    graph_key: tuple = ()  # (config, dtype, direction, frames) of the chunk graph traced
 
     @property
     def total(self) -> Metrics:
         return sum((c.metrics for c in self.chunks), ZERO)
+
+    @property
+    def graph(self) -> torch.fx.Graph:
+        """The chunk graph traced (4 chunks when replicating), to run on `model`; traced again if the costs came
+        from the disk cache."""
+        return _graph(*self.graph_key)
 
 
 def check_video(config: VAEConfig, frames: int, height: int, width: int) -> None:
@@ -240,6 +247,16 @@ def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: i
     The concat's bytes and the activations alive grow by one chunk's output per chunk; what runs after the
     chunks is traced on its own at the real size. Same records and peaks as a full trace (tested)."""
     plan = _plan(config, frames, height, width, direction, batch, replicate)
+    records, chunk_of, chunks, peak = cached(
+        "vae", (config, policy.vae, frames, height, width, direction, batch, strict, replicate),
+        lambda: _costed(config, policy, direction, strict, plan))
+    return VAETrace(direction, _used(_model(config, policy.vae), records), records, chunk_of, chunks, peak,
+                    plan.shape, plan.out_shape, (config, policy.vae, direction, plan.length))
+
+
+def _costed(config: VAEConfig, policy: PrecisionPolicy, direction: str, strict: bool,
+            plan: _Plan) -> tuple[list[NodeCost], list[int], list[ChunkCost], int]:
+    """The call's records, their phases, the phases' costs and the peak: what the disk cache keeps."""
     model = _model(config, policy.vae)
     interpreter = _run(model, _graph(config, policy.vae, direction, plan.length), strict,
                        (torch.empty(plan.shape, device="meta", dtype=policy.vae), plan.length))
@@ -258,9 +275,7 @@ def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: i
         metrics = sum((_metrics(records[i]) for i in members), ZERO)
         frames_in, frames_out = _chunk_frames(direction, index, plan.schedule)
         chunks.append(ChunkCost(index, frames_in, frames_out, metrics, max(levels[i] for i in members)))
-    graph = _graph(config, policy.vae, direction, plan.length)
-    return VAETrace(direction, _used(model, records), graph, records, chunk_of, chunks, max(levels, default=0),
-                    plan.shape, plan.out_shape)
+    return records, chunk_of, chunks, max(levels, default=0)
 
 
 CONVOLUTIONS = ("conv1d", "conv2d", "conv3d")
