@@ -91,11 +91,13 @@ def test_every_shipped_config_traces_without_unknown_ops(name, precision):
 
 @pytest.mark.parametrize("precision", ["bf16", "wan-official"])
 def test_replicated_blocks_equal_full_trace(precision):
-    config = config_of("wan2.1-t2v-1.3b")
+    """Block 1 copied for blocks 2..N-1 is the full trace; 6 blocks of the 1.3B (every block runs the same graph:
+    the copies' ids, calls and liveness are what a longer model repeats)."""
+    config = config_of("wan2.1-t2v-1.3b").with_layers(6)
     fast = analyze(config, "ci-tiny", precision=precision).to_dict()
     full = analyze(config, "ci-tiny", precision=precision, replicate=False).to_dict()
     assert fast.pop("trace") == {"traced_blocks": 2, "replicated": True}
-    assert full.pop("trace") == {"traced_blocks": 30, "replicated": False}
+    assert full.pop("trace") == {"traced_blocks": 6, "replicated": False}
     assert fast == full
 
 

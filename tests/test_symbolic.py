@@ -43,7 +43,7 @@ def _cases():
         presets = [p for p, w in PRESETS.items()
                    if config.model_type in w.tasks and w.release in (None, config.release)]
         points = [(p, {}) for p in presets]
-        for _ in range(2):  # random valid geometries off every preset
+        for _ in range(1):  # a random valid geometry off every preset, per config and precision
             points.append((presets[0], {"frames": 4 * rng.randint(0, 20) + 1, "height": 16 * rng.randint(2, 50),
                                         "width": 16 * rng.randint(2, 90), "batch": rng.randint(1, 2)}))
         for precision in ("bf16", "wan-official"):

@@ -201,15 +201,22 @@ class Predictor:
         kernel = [0] * n
         clock = {"cpu": 0, "gpu": 0}
         last_kernel = None
+        stacks: dict[tuple[str, ...], set[str]] = {}
+        kernels: dict[tuple, int] = {}  # this call's records stay alive: a Cost's id is its identity here
 
         def issue(i: int, previous: set[str]) -> set[str]:
             nonlocal last_kernel
             r = records[i]
-            current = set(r.stack)
-            entered = sum(1 for key in current - previous if "#scope" not in key)
+            current = stacks.get(r.stack)
+            if current is None:
+                current = stacks[r.stack] = set(r.stack)
+            entered = 0 if current is previous else sum(1 for key in current - previous if "#scope" not in key)
             clock["cpu"] += entered * self.overhead["module"] + self.overhead_ns(r)
             if r.kind == "costed":
-                k = self.kernel_ns(r)
+                key = (id(r.cost), r.family, r.name, r.in_dtype, r.layout)
+                k = kernels.get(key)
+                if k is None:
+                    k = kernels[key] = self.kernel_ns(r)
                 end = max(clock["gpu"], clock["cpu"]) + k
                 ns[i] += end - clock["gpu"]
                 kernel[i] += k
