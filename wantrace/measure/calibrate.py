@@ -253,15 +253,11 @@ def vae_convs() -> list:
     from wan_reference.precision import WAN_OFFICIAL
     from wan_reference.vae_config import VAEConfig
 
-    from ..work.vae import _key, conv_calls
+    from ..work.vae import conv_calls, distinct
 
-    found: dict = {}
     sizes = sorted({(p.frames, p.height, p.width) for p in PRESETS.values()})
-    for frames, height, width in sizes:
-        for direction in ("encode", "decode"):
-            for call in conv_calls(VAEConfig(), WAN_OFFICIAL, frames, height, width, direction):
-                found.setdefault(_key((call.name, call.args)), call)
-    return list(found.values())
+    return distinct(call for frames, height, width in sizes for direction in ("encode", "decode")
+                    for call in conv_calls(VAEConfig(), WAN_OFFICIAL, frames, height, width, direction))
 
 
 def conv_jobs(calls: list) -> list[Job]:

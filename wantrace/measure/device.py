@@ -12,14 +12,22 @@ class VerifyError(ValueError):
     """A measurement cannot run as asked (no CUDA, no ncu, bad --blocks); one line."""
 
 
-def check_device(device: str) -> torch.device:
+def check_device(device: str, gpu: str | None = None) -> torch.device:
+    """The device to measure on; with `gpu` (a --gpu profile), also that the device can check its prediction."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise VerifyError("--device cuda: CUDA is not available on this machine (torch "
                           f"{torch.__version__}); use --device cpu with a small config")
     if dev.type not in ("cuda", "cpu"):
         raise VerifyError(f"--device: cuda or cpu, got {device!r}")
+    check_gpu(gpu, dev)
     return dev
+
+
+def check_gpu(gpu: str | None, dev: torch.device) -> None:
+    """--gpu's predicted time is checked against measured GPU time: only on CUDA."""
+    if gpu is not None and dev.type != "cuda":
+        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
 
 
 def device_info(dev: torch.device) -> dict:

@@ -35,7 +35,7 @@ from ..work.report import ModuleRow, Report
 from ..work.roles import role_of
 from ..work.trace import ROOT, NodeCost
 from ..work.workload import resolve
-from .device import VerifyError, check_device, device_info, provenance
+from .device import VerifyError, check_device, check_gpu, device_info, provenance
 from .probe import Probe, timed
 
 ATTENTION_KERNELS = (
@@ -216,8 +216,7 @@ def verify(
         raise VerifyError("--counters needs --device cuda (Nsight Compute reads GPU hardware counters)")
     if counters and shutil.which("ncu") is None:
         raise VerifyError("--counters: Nsight Compute (ncu) is not on PATH")
-    if gpu is not None and dev.type != "cuda":
-        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
+    check_gpu(gpu, dev)
     if not 0 < time_tolerance < 10:
         raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
     profile = gpu_profile(gpu, dev)

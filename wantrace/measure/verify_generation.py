@@ -302,9 +302,7 @@ def verify_generation(
     with the generation report (predicted time needs a hardware profile: --gpu, or on CUDA the device's).
     `workload_steps` overrides the workload's step count S; `overrides` its other fields (frames, cfg, ...)."""
     step = progress or (lambda message: None)
-    dev = check_device(device)
-    if gpu is not None and dev.type != "cuda":
-        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
+    dev = check_device(device, gpu)
     if not 0 < time_tolerance < 10:
         raise VerifyError(f"--time-tolerance: a relative error such as 0.15, got {time_tolerance}")
     if is_pipeline(config_path):

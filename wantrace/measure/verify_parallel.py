@@ -28,7 +28,7 @@ from ..work.analysis import analyze
 from ..work.parallel import Plan, PlanError
 from ..work.workload import resolve
 from .collectives import init_distributed
-from .device import VerifyError, device_info
+from .device import VerifyError, check_gpu, device_info
 from .verify import _time_forward, attention_formulas
 
 OUTPUT_TOLERANCE = {"fp32": 1e-5}  # others (bf16 kernels, other summation orders): DEFAULT_OUTPUT_TOLERANCE
@@ -65,8 +65,7 @@ def verify_parallel(config_path: str | Path, workload: str = "ci-tiny", *, devic
     except PlanError as exc:
         raise VerifyError(str(exc)) from None
     policy = get_policy(wl.precision)
-    if gpu is not None and dev.type != "cuda":
-        raise VerifyError("--gpu compares predicted with measured GPU time: it needs --device cuda")
+    check_gpu(gpu, dev)
     profile = load_profile(gpu) if gpu else (profile_for(torch.cuda.get_device_name(dev)) if dev.type == "cuda"
                                              else None)
     tolerance = output_tolerance if output_tolerance is not None else OUTPUT_TOLERANCE.get(

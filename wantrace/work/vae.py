@@ -24,6 +24,7 @@ prefix, or `trace.model` for the VAE alone).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -293,10 +294,14 @@ def conv_calls(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: 
     if plan.short:
         calls = calls + _run(model, _graph(config, policy.vae, direction, None), False,
                              (_tail_input(config, policy, direction, plan),)).calls
+    return distinct(call for call in calls if call is not None and call.name in CONVOLUTIONS)
+
+
+def distinct(calls: Iterable[OpCall]) -> list[OpCall]:
+    """The calls that differ in op or arguments (tensors by shape, strides and dtype), first seen first."""
     found: dict[object, OpCall] = {}
     for call in calls:
-        if call is not None and call.name in CONVOLUTIONS:
-            found.setdefault(_key((call.name, call.args, call.kwargs)), call)
+        found.setdefault(_key((call.name, call.args, call.kwargs)), call)
     return list(found.values())
 
 
@@ -442,4 +447,4 @@ def vae_components(task: str) -> tuple[str, ...]:
 
 
 __all__ = ["DIRECTIONS", "ROOT", "ChunkCost", "VAETrace", "VAEWorkloadError", "check_video", "latent_shape",
-           "phases", "trace_graph", "trace_vae", "vae_components", "with_prefix"]
+           "conv_calls", "distinct", "phases", "trace_graph", "trace_vae", "vae_components", "with_prefix"]
