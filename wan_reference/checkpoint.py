@@ -5,6 +5,7 @@ Loading is strict (missing, unexpected or mis-shaped keys are one error listing 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -158,21 +159,38 @@ def assign_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> 
     return on_meta
 
 
+def check_against(model: torch.nn.Module, path: str | Path, official: Callable[[dict], dict],
+                  instead: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Every component's strict check, reading headers only: a pickle refused first (`instead`: the published
+    safetensors to use), the names re-keyed by `official`, the shapes compared with the model's parameters.
+    Returns the official-named shapes; raises one `CheckpointError` listing every problem."""
+    if instead is not None:
+        refuse_pickle(path, instead)
+    shapes = official(read_shapes(path))
+    compare_shapes(model, shapes, path)
+    return shapes
+
+
+def load_into(model: torch.nn.Module, path: str | Path, official: Callable[[dict], dict],
+              instead: str | None = None) -> bool:
+    """`check_against`, then the tensors assigned (`assign_tensors`: True when the model was on meta, whose
+    non-persistent buffers the caller then rebuilds)."""
+    check_against(model, path, official, instead)
+    return assign_tensors(model, official(read_tensors(path)))
+
+
 def check_checkpoint(model: WanModel, path: str | Path) -> dict[str, tuple[int, ...]]:
     """Strictly compare a checkpoint's names and shapes with the model's parameters, reading headers only.
 
     Returns the official-named shapes; raises one `CheckpointError` listing every problem."""
-    shapes = to_official_names(read_shapes(path))
-    compare_shapes(model, shapes, path)
-    return shapes
+    return check_against(model, path, to_official_names)
 
 
 def load_checkpoint(model: WanModel, path: str | Path) -> WanModel:
     """Load a safetensors checkpoint into `model` (on meta it lands on CPU; tensors are assigned).
 
     Names and shapes are checked before any weight is read; values take each parameter's policy dtype."""
-    check_checkpoint(model, path)
-    if assign_tensors(model, to_official_names(read_tensors(path))):
+    if load_into(model, path, to_official_names):
         model.reset_tables()
     return model
 

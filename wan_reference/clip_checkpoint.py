@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import CheckpointError, assign_tensors, compare_shapes, read_shapes, read_tensors, refuse_pickle
+from .checkpoint import CheckpointError, check_against, load_into
 from .clip import CLIPImageEncoder
 from .clip_config import CLIPConfig
 from .clip_keys import IGNORED, clip_from_transformers, clip_to_transformers, is_transformers_clip_naming
@@ -32,17 +32,12 @@ def _official(named: dict, config: CLIPConfig) -> dict:
 def check_clip_checkpoint(model: CLIPImageEncoder, path: str | Path) -> dict[str, tuple[int, ...]]:
     """Compare a checkpoint's names and shapes with the model's parameters (headers only); one error listing
     every problem. Returns the official-named shapes."""
-    path = Path(path)
-    refuse_pickle(path, INSTEAD)
-    shapes = _official(read_shapes(path), model.config)
-    compare_shapes(model, shapes, path)
-    return shapes
+    return check_against(model, path, lambda named: _official(named, model.config), INSTEAD)
 
 
 def load_clip_checkpoint(model: CLIPImageEncoder, path: str | Path) -> CLIPImageEncoder:
     """Load a safetensors CLIP into `model` (from meta it lands on CPU); values take the parameters' dtype."""
-    check_clip_checkpoint(model, path)
-    if assign_tensors(model, _official(read_tensors(path), model.config)):
+    if load_into(model, path, lambda named: _official(named, model.config), INSTEAD):
         model.reset_buffers()
     return model
 

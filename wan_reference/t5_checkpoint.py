@@ -10,14 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import (
-    assign_tensors,
-    compare_shapes,
-    read_shapes,
-    read_tensors,
-    refuse_pickle,
-    rename_keys,
-)
+from .checkpoint import check_against, load_into, rename_keys
 from .t5 import T5Encoder
 from .t5_keys import (
     TIED_ALIAS,
@@ -43,17 +36,13 @@ def _official(named: dict) -> dict:
 def check_t5_checkpoint(model: T5Encoder, path: str | Path) -> dict[str, tuple[int, ...]]:
     """Compare a checkpoint's names and shapes with the encoder's parameters (headers only); one error
     listing every problem. Returns the official-named shapes."""
-    refuse_pickle(path, INSTEAD)
-    shapes = _official(read_shapes(path))
-    compare_shapes(model, shapes, path)
-    return shapes
+    return check_against(model, path, _official, INSTEAD)
 
 
 def load_t5_checkpoint(model: T5Encoder, path: str | Path) -> T5Encoder:
     """Load a safetensors encoder into `model` (from meta it lands on CPU); values take the parameters' dtype
     (the published transformers shards are fp32; the official runtime casts them to bf16)."""
-    check_t5_checkpoint(model, path)
-    assign_tensors(model, _official(read_tensors(path)))
+    load_into(model, path, _official, INSTEAD)
     return model
 
 

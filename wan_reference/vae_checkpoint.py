@@ -9,17 +9,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import (
-    assign_tensors,
-    compare_shapes,
-    read_shapes,
-    read_tensors,
-    refuse_pickle,
-    rename_keys,
-)
+from .checkpoint import check_against, load_into, rename_keys
 from .vae import WanVAE
 from .vae_config import VAEConfig
 from .vae_keys import is_diffusers_vae_naming, vae_from_diffusers, vae_to_diffusers
+
+INSTEAD = "the diffusers vae/diffusion_pytorch_model.safetensors"
 
 
 def _official(named: dict, config: VAEConfig) -> dict:
@@ -31,16 +26,12 @@ def _official(named: dict, config: VAEConfig) -> dict:
 def check_vae_checkpoint(model: WanVAE, path: str | Path) -> dict[str, tuple[int, ...]]:
     """Compare a checkpoint's names and shapes with the model's parameters (headers only); one error
     listing every problem."""
-    refuse_pickle(path, "the diffusers vae/diffusion_pytorch_model.safetensors")
-    shapes = _official(read_shapes(path), model.config)
-    compare_shapes(model, shapes, path)
-    return shapes
+    return check_against(model, path, lambda named: _official(named, model.config), INSTEAD)
 
 
 def load_vae_checkpoint(model: WanVAE, path: str | Path) -> WanVAE:
     """Load a safetensors VAE into `model` (from meta it lands on CPU); values take the parameters' dtype."""
-    check_vae_checkpoint(model, path)
-    if assign_tensors(model, _official(read_tensors(path), model.config)):
+    if load_into(model, path, lambda named: _official(named, model.config), INSTEAD):
         model.reset_scale()
     return model
 
