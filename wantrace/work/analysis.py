@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from wan_reference import WanConfig, build_model, get_policy
+from wan_reference import WanConfig, get_policy
 from wan_reference.config import read_config
 
 from .. import __version__
@@ -20,7 +20,7 @@ from .experts import analyze_experts, is_pipeline
 from .metrics import ZERO, Metrics
 from .parallel import Plan, parallel_section, trace_rank
 from .report import SCHEMA_VERSION, ModuleRow, Report
-from .trace import ROOT, NodeCost, replicate_blocks, trace_model, traced_layers
+from .trace import ROOT, NodeCost, meta_model, replicate_blocks, trace_model, traced_layers
 from .workload import Workload, check, resolve
 
 CONVENTIONS = {
@@ -94,7 +94,7 @@ def analyze(
 
     estimate = timing(records) if timing is not None else None
     ns = estimate.ns if estimate is not None else None
-    full_model = build_model(config, policy)  # parameters of every block, free on meta
+    full_model = meta_model(config, policy)  # parameters of every block, free on meta
     modules = roll_up(records, full_model, ns)
     forward = modules[0].inclusive
     forwards_per_step = workload.forwards_per_step

@@ -16,6 +16,8 @@ under `not_modelled`, never guessed."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from wan_reference.precision import PrecisionPolicy
 from wan_reference.vae_config import VAEConfig, load_vae_config
 
 from .analysis import Timing, analyze, roll_up
+from .beside import Beside
 from .experts import is_pipeline, merged_ledger, prefixed, read_pipeline
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
@@ -37,6 +40,7 @@ from .report import GENERATION_SCHEMA_VERSION, ModuleRow, Report
 from .sampler import DEFAULT_GUIDE, DEFAULT_SHIFT, trace_sampler
 from .trace import NodeCost
 from .vae import trace_vae
+from .workload import Workload, resolve
 
 MODELS = Path(__file__).resolve().parents[2] / "models"  # the shipped configs (a source checkout)
 DEFAULT_CONFIGS = {
@@ -144,13 +148,25 @@ def analyze_generation(
     """Cost one whole generation: the DiT report of wantrace.work.analysis.analyze (every option as there) with
     the other components beside it. `vae`, `text_encoder`, `image_encoder`: their config.json (default: the
     shipped published configs)."""
-    dit = analyze(config, workload, strict=strict, replicate=replicate, timing=timing, parallel=parallel,
-                  **overrides)
+    configs = component_configs(vae, text_encoder, image_encoder)
+    guess = _video_guess(config, workload, overrides)
+    vae_job = Beside(functools.partial(_vae_calls, configs["vae"], guess, strict, replicate, timing)) if (
+        guess is not None and guess.directions) else None
+    with vae_job or contextlib.nullcontext():
+        dit = analyze(config, workload, strict=strict, replicate=replicate, timing=timing, parallel=parallel,
+                      **overrides)
+        return _generation(dit, config, configs, strict, replicate, timing, parallel,
+                           vae_job if guess is not None and guess == _video_of(dit) else None)
+
+
+def _generation(dit: Report, config: WanConfig | str | Path, configs: dict[str, Path | None], strict: bool,
+                replicate: bool, timing: Timing | None, parallel: Plan | None,
+                vae_job: Beside[dict[str, Rolled]] | None) -> Report:
+    """The generation around a DiT report; the VAE's calls from `vae_job` where it traced them (beside the DiT)."""
     wl = dit.workload
     dims = dit.model["dims"]
     task = dit.model["variant"].removesuffix("-a14b")
     policy = get_policy(wl["precision"])
-    configs = component_configs(vae, text_encoder, image_encoder)
     steps = plan(task, wl["cfg"], wl["steps"], dit.totals["forwards_per_generation"], dims.get("release", "wan2.1"))
     latent = (wl["batch"], dims["out_dim"], *dit.geometry["latent"])
     shift: float = wl["shift"] if wl.get("shift") is not None else DEFAULT_SHIFT
@@ -179,19 +195,20 @@ def analyze_generation(
                                       "config in this installation)")
                 records, model, peak = _trace_encoder(step.id, tracer, path, policy, wl, task, dims["text_len"],
                                                       strict)
+                rolled = _rolled(records, model, peak, timing)
             elif step.id == "scheduler":
                 trace = trace_sampler(latent, wl["steps"], wl["cfg"], shift, guide, strict)
-                records, model, peak = trace.records, trace.model, trace.peak_activation_bytes
+                rolled = _rolled(trace.records, trace.model, trace.peak_activation_bytes, timing)
                 sampler_kinds = {f"cfg={int(k[0])},corrector={k[1]},predictor={k[2]}": v
                                  for k, v in trace.kinds.items()}
             else:  # vae.encode, vae.decode
                 direction = step.id.split(".")[1]
-                trace_v = trace_vae(_load_vae(configs["vae"]), policy, wl["frames"], wl["height"], wl["width"],
-                                    direction, batch=wl["batch"], strict=strict, replicate=replicate)
-                records, model, peak = trace_v.records, trace_v.model, trace_v.peak_activation_bytes
+                done = vae_job.result() if vae_job is not None else {}
+                rolled = done[direction] if direction in done else _vae_calls(
+                    configs["vae"], _video_of(dit), strict, replicate, timing, (direction,))[direction]
             # the scheduler's records are every step's already: scaled by 1, called once per step
-            components.append(_component(step.id, step.calls, records, model, peak, timing,
-                                         times=1 if step.id == "scheduler" else step.calls))
+            components.append(_component(step.id, step.calls, rolled, times=1 if step.id == "scheduler" else
+                                         step.calls))
     with lean_meta_run():  # building on meta runs meta kernels too
         vae_bytes = 0
         if any(c.id.startswith("vae.") for c in components):  # the whole VAE sits on the GPU, whatever runs of it
@@ -226,14 +243,80 @@ def _trace_encoder(component: str, found: tuple[Callable, Callable], path: Path,
     return trace.records, trace.model, trace.peak_activation_bytes
 
 
-def _component(ident: str, calls: int, records: list[NodeCost], model: torch.nn.Module, peak: int,
-               timing: Timing | None, times: int) -> Component:
-    """The records rolled up and scaled by `times`; categories: the whole component is one."""
+@dataclass
+class Rolled:
+    """One call of a component, rolled up by module id (ids as traced, metrics of one call)."""
+
+    rows: list[ModuleRow]
+    ledger: dict
+    peak_activation_bytes: int
+
+
+def _rolled(records: list[NodeCost], model: torch.nn.Module, peak: int, timing: Timing | None) -> Rolled:
     ns = timing(records).ns if timing is not None else None
-    rows = roll_up(records, model, ns)
-    scaled = prefixed(rows, ident, times)
+    return Rolled(roll_up(records, model, ns), _ledger(records), peak)
+
+
+def _component(ident: str, calls: int, rolled: Rolled, times: int) -> Component:
+    """The call's rows under `ident`, scaled by `times`; categories: the whole component is one."""
+    scaled = prefixed(rolled.rows, ident, times)
     scaled[0].calls = calls
-    return Component(ident, calls, scaled, peak, _ledger(records), {ident: scaled[0].inclusive})
+    return Component(ident, calls, scaled, rolled.peak_activation_bytes, rolled.ledger, {ident: scaled[0].inclusive})
+
+
+@dataclass(frozen=True)
+class Video:
+    """What the VAE's calls depend on in a generation: the task (which calls), the video and its precision."""
+
+    task: str
+    release: str
+    frames: int
+    height: int
+    width: int
+    batch: int
+    precision: str
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(s.id.split(".")[1] for s in plan(self.task, False, 1, 1, self.release)
+                     if s.id.startswith("vae.") and not s.missing)
+
+
+def _video_of(dit: Report) -> Video:
+    wl = dit.workload
+    return Video(dit.model["variant"].removesuffix("-a14b"), dit.model["dims"].get("release", "wan2.1"),
+                 wl["frames"], wl["height"], wl["width"], wl["batch"], wl["precision"])
+
+
+def _video_guess(config: WanConfig | str | Path, workload: str | Workload, overrides: dict) -> Video | None:
+    """The video the DiT's analysis will resolve, read ahead so that the VAE can be traced beside it; checked
+    against the DiT's report before use. None where it cannot be read: the DiT's analysis then says why."""
+    try:
+        if isinstance(config, WanConfig):
+            dit = config
+        elif is_pipeline(config):
+            pipeline = read_pipeline(config)
+            assert pipeline is not None
+            dit = pipeline.experts[0].config
+        else:
+            dit = read_config(Path(config))[0]
+        wl = workload if isinstance(workload, Workload) else resolve(workload, dit, **overrides)[0]
+    except Exception:  # noqa: BLE001  (a guess: whatever fails here fails again, with its message, in analyze)
+        return None
+    return Video(dit.model_type, dit.release, wl.frames, wl.height, wl.width, wl.batch, wl.precision)
+
+
+def _vae_calls(path: Path | None, video: Video, strict: bool, replicate: bool, timing: Timing | None,
+               directions: tuple[str, ...] | None = None) -> dict[str, Rolled]:
+    """The VAE's calls in a generation of `video` (`directions`: those only), traced and rolled up."""
+    config, policy = _load_vae(path), get_policy(video.precision)
+    out = {}
+    with lean_meta_run():  # building the VAE on meta runs meta kernels too
+        for direction in directions or video.directions:
+            trace = trace_vae(config, policy, video.frames, video.height, video.width, direction, batch=video.batch,
+                              strict=strict, replicate=replicate)
+            out[direction] = _rolled(trace.records, trace.model, trace.peak_activation_bytes, timing)
+    return out
 
 
 def _dit_component(dit: Report) -> Component:

@@ -18,7 +18,7 @@ from wan_reference.t5_config import T5Config
 
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .trace import CostInterpreter, NodeCost, Trace, WanTracer
+from .trace import CostInterpreter, NodeCost, Trace, WanTracer, meta_model
 from .workload import Workload
 
 
@@ -135,8 +135,7 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
     resident T5 + activations). The VAE decode (rank 0, after sampling) is not modelled here; what stays resident
     on the GPU while it runs is (`resident_at_decode`: --offload-model moves the DiT to the CPU first)."""
     world = plan.world
-    model = build_model(config, policy)
-    units = _fsdp_units(model)
+    units = _fsdp_units(meta_model(config, policy))
     dit_full = sum(b for _, b in units)
     if plan.dit_fsdp:
         dit = sum(_shard(n, b, world) for n, b in units)

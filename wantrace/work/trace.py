@@ -6,6 +6,7 @@ plus the model's named functional scopes) it ran in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.fx
@@ -211,6 +212,13 @@ class Trace:
     model: torch.nn.Module
     records: list[NodeCost]
     peak_activation_bytes: int
+
+
+@lru_cache(maxsize=4)
+def meta_model(config: WanConfig, policy: PrecisionPolicy) -> torch.nn.Module:
+    """The whole model on meta, built once per config and policy: the report's parameters and module types, and
+    the memory plan's FSDP units, read it (never modify it; parallelize builds its own)."""
+    return build_model(config, policy)
 
 
 def trace_graph(config: WanConfig, policy: PrecisionPolicy) -> torch.fx.GraphModule:

@@ -1,0 +1,95 @@
+"""Run one function in a forked child on another core while this process goes on, and take its result back: the
+whole generation traces the VAE (the largest of its components) beside the DiT.
+
+Fork, not spawn: the child starts in milliseconds with torch imported and the meta kernels loaded, and nothing
+is pickled to start it. Its result comes back pickled through a pipe. Where a second process cannot help or is
+not safe, the function runs in this process when its result is asked for: no fork start method, macOS (whose
+system libraries are not fork-safe), one usable core, another thread running (a fork copies the thread's locks
+but not the thread), or `WANTRACE_JOBS=1`. A child that fails, for whatever reason, sends nothing back, and the
+function then runs here: an error is raised as it would be without the child, with its own type and message."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+JOBS = "WANTRACE_JOBS"  # 1: never fork (the command runs in one process)
+
+
+def usable() -> bool:
+    """Whether a forked child can run beside this process: fork exists and is safe here, a second core is free to
+    this process, and no other thread is running."""
+    if os.environ.get(JOBS, "").strip() == "1" or sys.platform == "darwin":
+        return False
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores >= 2
+
+
+class Beside(Generic[T]):
+    """`fn()` started in a forked child (where `usable()`); `result()` waits for it. Use it as a context manager:
+    leaving stops a child whose result was never asked for (this process's own work raised)."""
+
+    def __init__(self, fn: Callable[[], T]):
+        self._fn = fn
+        self._done = False
+        self._value: T | None = None
+        self._process = None
+        if usable():
+            context = multiprocessing.get_context("fork")
+            self._receive, send = context.Pipe(duplex=False)
+            self._process = context.Process(target=_child, args=(fn, send), daemon=True)
+            self._process.start()
+            send.close()  # the child's end: a child that dies leaves this end at EOF
+
+    @property
+    def forked(self) -> bool:
+        return self._process is not None
+
+    def result(self) -> T:
+        if not self._done:
+            data = b""
+            if self._process is not None:
+                try:
+                    data = self._receive.recv_bytes()
+                except EOFError:  # the child died before sending
+                    data = b""
+                self._stop(terminate=False)
+            self._value = pickle.loads(data) if data else self._fn()
+            self._done = True
+        return self._value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the child if its result was never taken."""
+        self._stop(terminate=True)
+
+    def _stop(self, terminate: bool) -> None:
+        if self._process is not None:
+            if terminate:
+                self._process.terminate()
+            self._process.join()
+            self._receive.close()
+            self._process = None
+
+    def __enter__(self) -> Beside[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _child(fn: Callable[[], object], send) -> None:
+    try:
+        data = pickle.dumps(fn(), protocol=pickle.HIGHEST_PROTOCOL)
+    except BaseException:  # noqa: BLE001  (the parent runs fn itself and raises what it raises)
+        data = b""
+    send.send_bytes(data)
+    send.close()
