@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wan_reference import build_model, make_inputs
+from wan_reference import build_model, get_policy, make_inputs
 from wantrace.work.analysis import analyze
 from wantrace.work.metrics import Metrics
+from wantrace.work.trace import ModuleTable, module_table, traced_layers
 from wantrace.work.workload import WorkloadError, resolve
 
 from .conftest import MODELS, config_of
@@ -99,6 +100,18 @@ def test_replicated_blocks_equal_full_trace(precision):
     assert fast.pop("trace") == {"traced_blocks": 2, "replicated": True}
     assert full.pop("trace") == {"traced_blocks": 6, "replicated": False}
     assert fast == full
+
+
+@pytest.mark.parametrize("name", ["wan2.1-t2v-14b", "wan2.1-i2v-14b-720p", "wan2.1-t2v-1.3b", "wan2.2-ti2v-5b",
+                                  "wan2.2-t2v-a14b/high_noise_model"])
+def test_module_table_of_two_blocks_is_the_whole_models(name):
+    """The report's parameters, types and module order come from the 2-block model, its block 1 copied."""
+    config, policy = config_of(name), get_policy("wan-official")
+    whole = ModuleTable.of(build_model(config, policy))
+    copied = module_table(config, policy, traced_layers(config))
+    assert traced_layers(config) == 2 < config.num_layers
+    assert list(copied.types.items()) == list(whole.types.items())  # order too: it sorts siblings
+    assert copied.params == whole.params
 
 
 def test_replicated_records_are_what_dataclasses_replace_gives():

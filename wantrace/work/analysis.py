@@ -20,7 +20,7 @@ from .experts import analyze_experts, is_pipeline
 from .metrics import ZERO, Metrics
 from .parallel import Plan, parallel_section, trace_rank
 from .report import SCHEMA_VERSION, ModuleRow, Report
-from .trace import ROOT, NodeCost, meta_model, replicate_blocks, trace_model, traced_layers
+from .trace import ROOT, ModuleTable, NodeCost, module_table, replicate_blocks, trace_model, traced_layers
 from .workload import Workload, check, resolve
 
 CONVENTIONS = {
@@ -94,8 +94,7 @@ def analyze(
 
     estimate = timing(records) if timing is not None else None
     ns = estimate.ns if estimate is not None else None
-    full_model = meta_model(config, policy)  # parameters of every block, free on meta
-    modules = roll_up(records, full_model, ns)
+    modules = roll_up(records, module_table(config, policy, traced), ns)
     forward = modules[0].inclusive
     forwards_per_step = workload.forwards_per_step
     if parallel is None:
@@ -171,9 +170,11 @@ def config_path_display(path: Path) -> Path:
         return path
 
 
-def roll_up(records: list[NodeCost], model: torch.nn.Module, times: Sequence[int] | None = None) -> list[ModuleRow]:
+def roll_up(records: list[NodeCost], model: torch.nn.Module | ModuleTable,
+            times: Sequence[int] | None = None) -> list[ModuleRow]:
     """One row per module path and functional scope; inclusive = exclusive + children, exactly. `times`, one per
     record, adds predicted time."""
+    table = model if isinstance(model, ModuleTable) else ModuleTable.of(model)
     exclusive: dict[str, Metrics] = {}
     first_seen: dict[str, int] = {}
     calls: Counter[str] = Counter()
@@ -203,17 +204,10 @@ def roll_up(records: list[NodeCost], model: torch.nn.Module, times: Sequence[int
         close(key)
     output_bytes[ROOT] = records[-1].output_bytes  # the graph's output node
 
-    types: dict[str, str] = {}
-    params: dict[str, tuple[int, int]] = {}
-    for name, p in model.named_parameters():
-        owner = name.rpartition(".")[0] or ROOT
-        n, b = params.get(owner, (0, 0))
-        params[owner] = (n + p.numel(), b + p.numel() * p.element_size())
-    for name, module in model.named_modules():
-        types[name or ROOT] = type(module).__name__
+    types, params = table.types, table.params
     ids = set(types) | set(exclusive) | set(first_seen)
     children: dict[str, list[str]] = {i: [] for i in ids}
-    registration = {name or ROOT: i for i, (name, _) in enumerate(model.named_modules())}
+    registration = {name: i for i, name in enumerate(types)}
     for ident in ids:
         if ident != ROOT:
             children[_parent(ident, ids)].append(ident)

@@ -18,7 +18,7 @@ from wan_reference.t5_config import T5Config
 
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .trace import CostInterpreter, NodeCost, Trace, WanTracer, meta_model
+from .trace import CostInterpreter, ModuleTable, NodeCost, Trace, WanTracer, module_table, traced_layers
 from .workload import Workload
 
 
@@ -103,14 +103,16 @@ def trace_rank(config: WanConfig, policy: PrecisionPolicy, latent: tuple[int, in
     return Trace(gm, interpreter.records, interpreter.peak_activation_bytes()), seq_len
 
 
-def _fsdp_units(model: torch.nn.Module) -> list[tuple[int, int]]:
+def _fsdp_units(table: ModuleTable) -> list[tuple[int, int]]:
     """(numel, bytes) of each FSDP unit as wan/distributed/fsdp.py wraps the DiT: the root with everything but the
     blocks, then one unit per block (lambda_auto_wrap_policy on model.blocks)."""
-    blocks = list(model.get_submodule("blocks").children())
-    units = [(sum(p.numel() for p in b.parameters()), sum(p.numel() * p.element_size() for p in b.parameters()))
-             for b in blocks]
-    numel = sum(p.numel() for p in model.parameters()) - sum(n for n, _ in units)
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters()) - sum(b for _, b in units)
+    blocks = [i for i in table.types if i.startswith("blocks.") and "." not in i[len("blocks."):]]
+    units = []
+    for block in blocks:
+        owned = [v for j, v in table.params.items() if j == block or j.startswith(block + ".")]
+        units.append((sum(n for n, _ in owned), sum(b for _, b in owned)))
+    numel = sum(n for n, _ in table.params.values()) - sum(n for n, _ in units)
+    nbytes = sum(b for _, b in table.params.values()) - sum(b for _, b in units)
     return [(numel, nbytes), *units]
 
 
@@ -135,7 +137,7 @@ def memory_plan(config: WanConfig, policy: PrecisionPolicy, plan: Plan, activati
     resident T5 + activations). The VAE decode (rank 0, after sampling) is not modelled here; what stays resident
     on the GPU while it runs is (`resident_at_decode`: --offload-model moves the DiT to the CPU first)."""
     world = plan.world
-    units = _fsdp_units(meta_model(config, policy))
+    units = _fsdp_units(module_table(config, policy, traced_layers(config)))
     dit_full = sum(b for _, b in units)
     if plan.dit_fsdp:
         dit = sum(_shard(n, b, world) for n, b in units)

@@ -216,15 +216,15 @@ class Trace:
 
 @lru_cache(maxsize=4)
 def meta_model(config: WanConfig, policy: PrecisionPolicy) -> torch.nn.Module:
-    """The whole model on meta, built once per config and policy: the report's parameters and module types, and
-    the memory plan's FSDP units, read it (never modify it; parallelize builds its own)."""
+    """The model on meta, built once per config and policy: traced, and read for the module table (never modify
+    it; parallelize builds its own)."""
     return build_model(config, policy)
 
 
 def trace_graph(config: WanConfig, policy: PrecisionPolicy) -> torch.fx.GraphModule:
     """Build `config` on meta and FX-trace its forward. The graph does not depend on the input shapes (they
     are read off the proxies), so one graph serves every frame count and resolution."""
-    model = build_model(config, policy)
+    model = meta_model(config, policy)
     graph = WanTracer().trace(model, concrete_args=trace_args(config)[1])
     return torch.fx.GraphModule(model, graph)
 
@@ -305,3 +305,45 @@ def _replaced(r: NodeCost, **changes) -> NodeCost:
     new = object.__new__(NodeCost)
     new.__dict__.update(r.__dict__, **changes)
     return new
+
+
+@dataclass(frozen=True)
+class ModuleTable:
+    """What a roll-up reads of a model: every module's type, in registration order, and the parameters (count,
+    bytes) each owns itself. `with_blocks` copies block 1's entries for blocks 2..N-1 as replicate_blocks copies
+    its records, so a report needs only the 2-block model it traced (a 40-block meta build is a fifth of the
+    14B's analysis)."""
+
+    types: dict[str, str]
+    params: dict[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> ModuleTable:
+        params: dict[str, tuple[int, int]] = {}
+        for name, p in model.named_parameters():
+            owner = name.rpartition(".")[0] or ROOT
+            n, b = params.get(owner, (0, 0))
+            params[owner] = (n + p.numel(), b + p.numel() * p.element_size())
+        return cls({name or ROOT: type(module).__name__ for name, module in model.named_modules()}, params)
+
+    def with_blocks(self, num_layers: int) -> ModuleTable:
+        """The table of the `num_layers`-block model whose blocks 0 and 1 this one holds."""
+        return ModuleTable(_with_blocks(self.types, num_layers), _with_blocks(self.params, num_layers))
+
+
+def _with_blocks(table: dict, num_layers: int) -> dict:
+    """`table` with block 1's entries copied for blocks 2..N-1, right after block 1's last (registration order)."""
+    block1 = [(i, v) for i, v in table.items() if i == REPLICATED or i.startswith(REPLICATED + ".")]
+    out = {}
+    for i, v in table.items():
+        out[i] = v
+        if block1 and i == block1[-1][0]:
+            for k in range(2, num_layers):
+                out.update((f"blocks.{k}{j[len(REPLICATED):]}", w) for j, w in block1)
+    return out
+
+
+def module_table(config: WanConfig, policy: PrecisionPolicy, traced: int) -> ModuleTable:
+    """The whole model's table from the `traced`-block model the trace ran (its blocks copied, as its records)."""
+    table = ModuleTable.of(meta_model(config.with_layers(traced), policy))
+    return table.with_blocks(config.num_layers) if traced < config.num_layers else table
