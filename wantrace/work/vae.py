@@ -268,14 +268,16 @@ def _costed(config: VAEConfig, policy: PrecisionPolicy, direction: str, strict: 
         tail = _run(model, _graph(config, policy.vae, direction, None), strict,
                     (_tail_input(config, policy, direction, plan),))
         records, levels, chunk_of = _replicate(records, levels, chunk_of, n, tail.records[1:], _levels(tail)[1:])
-    chunks = []
-    for index in range(PROLOGUE, n + 1):
-        members = [i for i, c in enumerate(chunk_of) if c == index]
-        if not members:
-            continue
-        metrics = sum((_metrics(records[i]) for i in members), ZERO)
-        frames_in, frames_out = _chunk_frames(direction, index, plan.schedule)
-        chunks.append(ChunkCost(index, frames_in, frames_out, metrics, max(levels[i] for i in members)))
+    sums: dict[int, list[int]] = {}  # per phase: FLOPs (torch, full), bytes read and written, peak; one pass
+    for r, level, index in zip(records, levels, chunk_of, strict=True):
+        acc = sums.setdefault(index, [0, 0, 0, 0, 0])
+        acc[0] += r.cost.flops_torch
+        acc[1] += r.cost.flops_full
+        acc[2] += r.cost.bytes_read
+        acc[3] += r.cost.bytes_written
+        acc[4] = max(acc[4], level)
+    chunks = [ChunkCost(index, *_chunk_frames(direction, index, plan.schedule), Metrics(*sums[index][:4]),
+                        sums[index][4]) for index in range(PROLOGUE, n + 1) if index in sums]
     return records, chunk_of, chunks, max(levels, default=0)
 
 
@@ -386,10 +388,6 @@ def _renamed(key: str, template: int, k: int) -> str:
     if sep and calls.isdigit():
         return f"{base}@{int(calls) + k - template}"
     return f"{key}@{k - template}"
-
-
-def _metrics(r: NodeCost) -> Metrics:
-    return Metrics(r.cost.flops_torch, r.cost.flops_full, r.cost.bytes_read, r.cost.bytes_written)
 
 
 def _chunk_frames(direction: str, index: int, schedule: list[tuple[int, int]]) -> tuple[int, int]:
