@@ -78,6 +78,20 @@ def _tensors(value) -> list[torch.Tensor]:
     return found
 
 
+def op_key(value: object) -> object:
+    """A hashable stand-in for an op's arguments, equal for calls a kernel cannot tell apart: tensors by
+    layout (shape, strides, dtype, storage offset), slices by their bounds."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(op_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", *((k, op_key(v)) for k, v in value.items()))
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    return value
+
+
 def layout_of(inputs: list[torch.Tensor], outputs: list[TensorSpec]) -> str:
     """What decides an elementwise kernel's speed beyond its bytes: an input broadcast along rows (a [1, C]
     vector: "bcast") or along the last dim ([L, 1]: "bcastcol"), a full-size input read through a strided view
@@ -117,8 +131,40 @@ class CostInterpreter(torch.fx.Interpreter):
         self._group: dict[torch.fx.Node, torch.fx.Node | None] = {}
         self._alloc: dict[torch.fx.Node, int] = {}
         self.new_specs: dict[torch.fx.Node, list[TensorSpec]] = {}  # the tensors each node allocated
+        # Repeated ops (a model's blocks, a VAE's chunks) run the same op on the same layouts: each runs its meta
+        # kernel (slow Python for many) and its rule once. A result that owns fresh storage is re-created from
+        # its recorded layout; views and in-place ops always run, so storage identities stay exact.
+        self._results: dict[object, tuple | None] = {}  # op key -> (shape, stride, dtype) of a fresh result
+        self._costs: dict[object, tuple] = {}  # (op key, result aliases an input) -> the rule's answer
+        self._key: object = None  # the running node's op key (None: not memoizable)
 
     def call_function(self, target, args, kwargs):
+        return self._memoized("call_function", target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        return self._memoized("call_method", target, args, kwargs)
+
+    def _memoized(self, kind: str, target, args, kwargs):
+        try:
+            key = (kind, target, op_key(args), op_key(kwargs))
+            spec = self._results.get(key, False)
+        except TypeError:  # an unhashable argument
+            return self._run_op(kind, target, args, kwargs)
+        self._key = key
+        if isinstance(spec, tuple):
+            shape, stride, dtype = spec
+            return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+        result = self._run_op(kind, target, args, kwargs)
+        if spec is False:
+            inputs = {t.untyped_storage()._cdata for t in _tensors((args, kwargs))}
+            fresh = (isinstance(result, torch.Tensor) and result.untyped_storage()._cdata not in inputs
+                     and result.storage_offset() == 0)
+            self._results[key] = (tuple(result.shape), result.stride(), result.dtype) if fresh else None
+        return result
+
+    def _run_op(self, kind: str, target, args, kwargs):
+        if kind == "call_method":
+            return super().call_method(target, args, kwargs)
         result = super().call_function(target, args, kwargs)
         if target is F.scaled_dot_product_attention:
             # flash-attention layout: O is written as [B, Sq, H, Dv] and viewed as [B, H, Sq, Dv]
@@ -127,6 +173,7 @@ class CostInterpreter(torch.fx.Interpreter):
         return result
 
     def run_node(self, node: torch.fx.Node):
+        self._key = None
         with self._set_current_node(node):
             args, kwargs = self.fetch_args_kwargs_from_env(node)
             result = getattr(self, node.op)(node.target, args, kwargs)
@@ -199,20 +246,27 @@ class CostInterpreter(torch.fx.Interpreter):
         if rule is None:
             return self._unknown(base, f"no rule for {name}")
         storages = {t.untyped_storage()._cdata for t in inputs}
-        call = OpCall(
-            name=name,
-            args=map_aggregate(args, lambda v: _spec(v) if isinstance(v, torch.Tensor) else v),
-            kwargs=map_aggregate(kwargs, lambda v: _spec(v) if isinstance(v, torch.Tensor) else v),
-            outputs=tuple(outputs),
-            aliases_input=any(t.untyped_storage()._cdata in storages for t in _tensors(result)),
-        )
-        self._call = call
-        try:
-            cost = rule(call)
-        except NotImplementedError as exc:
-            return self._unknown(base, f"{rule.name}: {exc}")
-        return NodeCost(kind="metadata" if cost.metadata else "costed", family=rule.family, cost=cost,
-                        in_dtype=inputs[0].dtype if inputs else None, layout=layout_of(inputs, outputs), **base)
+        aliases = any(t.untyped_storage()._cdata in storages for t in _tensors(result))
+        key = (self._key, aliases) if self._key is not None else None
+        answer = self._costs.get(key) if key is not None else None
+        if answer is None:
+            call = OpCall(
+                name=name,
+                args=map_aggregate(args, lambda v: _spec(v) if isinstance(v, torch.Tensor) else v),
+                kwargs=map_aggregate(kwargs, lambda v: _spec(v) if isinstance(v, torch.Tensor) else v),
+                outputs=tuple(outputs),
+                aliases_input=aliases,
+            )
+            try:
+                cost = rule(call)
+            except NotImplementedError as exc:
+                return self._unknown(base, f"{rule.name}: {exc}")
+            answer = (call, dict(kind="metadata" if cost.metadata else "costed", family=rule.family, cost=cost,
+                                 in_dtype=inputs[0].dtype if inputs else None, layout=layout_of(inputs, outputs)))
+            if key is not None:
+                self._costs[key] = answer
+        self._call = answer[0]
+        return NodeCost(**answer[1], **base)
 
     def _unknown(self, base: dict, note: str) -> NodeCost:
         if self.strict:

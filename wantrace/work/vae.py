@@ -39,7 +39,7 @@ from ..rules import OpCall
 from .cache import cached
 from .lean import lean_meta_run
 from .metrics import ZERO, Metrics
-from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _replaced, _tensors
+from .trace import ROOT, CostInterpreter, NodeCost, WanTracer, _replaced, op_key
 
 PROLOGUE = -1  # chunk index of the work before the first chunk (decode: latent denormalisation, conv2)
 
@@ -98,55 +98,6 @@ def check_video(config: VAEConfig, frames: int, height: int, width: int) -> None
 def latent_shape(config: VAEConfig, frames: int, height: int, width: int) -> tuple[int, int, int]:
     st, ss = config.temporal_stride, config.spatial_stride
     return ((frames - 1) // st + 1, height // ss, width // ss)
-
-
-class _MemoInterpreter(CostInterpreter):
-    """A CostInterpreter that runs each distinct op once: every chunk after the first runs the same ops on the
-    same shapes, and the meta kernels of conv, pad, cat and normalize are slow Python. A result that owns fresh
-    storage is re-created from its recorded shape, strides and dtype (what the kernel would return); views and
-    in-place ops always run, so storage identities stay exact for costing and liveness."""
-
-    def __init__(self, model: torch.nn.Module, graph: torch.fx.Graph, strict: bool):
-        super().__init__(model, strict, graph)
-        self._memo: dict[object, tuple | bool | None] = {}
-
-    def call_function(self, target, args, kwargs):
-        return self._memoized("call_function", target, args, kwargs)
-
-    def call_method(self, target, args, kwargs):
-        return self._memoized("call_method", target, args, kwargs)
-
-    def _memoized(self, kind: str, target, args, kwargs):
-        run = super().call_function if kind == "call_function" else super().call_method
-        try:
-            key = (kind, target, _key(args), _key(kwargs))
-            hash(key)
-        except TypeError:
-            return run(target, args, kwargs)
-        spec = self._memo.get(key, False)
-        if isinstance(spec, tuple):
-            shape, stride, dtype = spec
-            return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
-        result = run(target, args, kwargs)
-        if spec is False:
-            inputs = {t.untyped_storage()._cdata for t in _tensors((args, kwargs))}
-            fresh = (isinstance(result, torch.Tensor) and result.untyped_storage()._cdata not in inputs
-                     and result.storage_offset() == 0)
-            self._memo[key] = (tuple(result.shape), result.stride(), result.dtype) if fresh else None
-        return result
-
-
-def _key(value: object) -> object:
-    """A hashable stand-in for an op's arguments: tensors by layout, slices by their bounds."""
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(value.shape), value.stride(), value.dtype, value.storage_offset())
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, *(_key(v) for v in value))
-    if isinstance(value, dict):
-        return ("dict", *((k, _key(v)) for k, v in value.items()))
-    if isinstance(value, slice):
-        return ("slice", value.start, value.stop, value.step)
-    return value
 
 
 class _VAETracer(WanTracer):
@@ -303,7 +254,7 @@ def distinct(calls: Iterable[OpCall]) -> list[OpCall]:
     """The calls that differ in op or arguments (tensors by shape, strides and dtype), first seen first."""
     found: dict[object, OpCall] = {}
     for call in calls:
-        found.setdefault(_key((call.name, call.args, call.kwargs)), call)
+        found.setdefault(op_key((call.name, call.args, call.kwargs)), call)
     return list(found.values())
 
 
@@ -316,14 +267,14 @@ def _final_out(config: VAEConfig, direction: str, out_shape: tuple[int, ...]) ->
     return (out_shape[0], 2 * config.z_dim, *out_shape[2:]) if direction == "encode" else out_shape
 
 
-def _run(model: WanVAE, graph: torch.fx.Graph, strict: bool, inputs: tuple) -> _MemoInterpreter:
-    interpreter = _MemoInterpreter(model, graph, strict)
+def _run(model: WanVAE, graph: torch.fx.Graph, strict: bool, inputs: tuple) -> CostInterpreter:
+    interpreter = CostInterpreter(model, strict, graph)
     with lean_meta_run():
         interpreter.run(*inputs)
     return interpreter
 
 
-def _levels(interpreter: _MemoInterpreter) -> list[int]:
+def _levels(interpreter: CostInterpreter) -> list[int]:
     return interpreter.liveness(lambda node: interpreter._alloc.get(node, 0))
 
 
