@@ -39,7 +39,7 @@ from .parallel import Plan, memory_plan
 from .report import GENERATION_SCHEMA_VERSION, ModuleRow, Report
 from .sampler import DEFAULT_GUIDE, DEFAULT_SHIFT, trace_sampler
 from .trace import NodeCost
-from .vae import trace_vae
+from .vae import VAEChunks, expand, trace_chunks
 from .workload import Workload, resolve
 
 MODELS = Path(__file__).resolve().parents[2] / "models"  # the shipped configs (a source checkout)
@@ -150,7 +150,7 @@ def analyze_generation(
     shipped published configs)."""
     configs = component_configs(vae, text_encoder, image_encoder)
     guess = _video_guess(config, workload, overrides)
-    vae_job = Beside(functools.partial(_vae_calls, configs["vae"], guess, strict, replicate, timing)) if (
+    vae_job = Beside(functools.partial(_vae_calls, configs["vae"], guess, strict, replicate)) if (
         guess is not None and guess.directions) else None
     with vae_job or contextlib.nullcontext():
         dit = analyze(config, workload, strict=strict, replicate=replicate, timing=timing, parallel=parallel,
@@ -161,7 +161,7 @@ def analyze_generation(
 
 def _generation(dit: Report, config: WanConfig | str | Path, configs: dict[str, Path | None], strict: bool,
                 replicate: bool, timing: Timing | None, parallel: Plan | None,
-                vae_job: Beside[dict[str, Rolled]] | None) -> Report:
+                vae_job: Beside[dict[str, VAEChunks]] | None) -> Report:
     """The generation around a DiT report; the VAE's calls from `vae_job` where it traced them (beside the DiT)."""
     wl = dit.workload
     dims = dit.model["dims"]
@@ -204,8 +204,10 @@ def _generation(dit: Report, config: WanConfig | str | Path, configs: dict[str, 
             else:  # vae.encode, vae.decode
                 direction = step.id.split(".")[1]
                 done = vae_job.result() if vae_job is not None else {}
-                rolled = done[direction] if direction in done else _vae_calls(
-                    configs["vae"], _video_of(dit), strict, replicate, timing, (direction,))[direction]
+                chunks = done[direction] if direction in done else _vae_calls(
+                    configs["vae"], _video_of(dit), strict, replicate, (direction,))[direction]
+                trace_v = expand(chunks)
+                rolled = _rolled(trace_v.records, trace_v.model, trace_v.peak_activation_bytes, timing)
             # the scheduler's records are every step's already: scaled by 1, called once per step
             components.append(_component(step.id, step.calls, rolled, times=1 if step.id == "scheduler" else
                                          step.calls))
@@ -306,17 +308,15 @@ def _video_guess(config: WanConfig | str | Path, workload: str | Workload, overr
     return Video(dit.model_type, dit.release, wl.frames, wl.height, wl.width, wl.batch, wl.precision)
 
 
-def _vae_calls(path: Path | None, video: Video, strict: bool, replicate: bool, timing: Timing | None,
-               directions: tuple[str, ...] | None = None) -> dict[str, Rolled]:
-    """The VAE's calls in a generation of `video` (`directions`: those only), traced and rolled up."""
+def _vae_calls(path: Path | None, video: Video, strict: bool, replicate: bool,
+               directions: tuple[str, ...] | None = None) -> dict[str, VAEChunks]:
+    """The VAE's calls in a generation of `video` (`directions`: those only), traced: what the child beside the
+    DiT sends back (the copies of the middle chunks and the roll-up are made here, balancing the two)."""
     config, policy = _load_vae(path), get_policy(video.precision)
-    out = {}
     with lean_meta_run():  # building the VAE on meta runs meta kernels too
-        for direction in directions or video.directions:
-            trace = trace_vae(config, policy, video.frames, video.height, video.width, direction, batch=video.batch,
-                              strict=strict, replicate=replicate)
-            out[direction] = _rolled(trace.records, trace.model, trace.peak_activation_bytes, timing)
-    return out
+        return {direction: trace_chunks(config, policy, video.frames, video.height, video.width, direction,
+                                        batch=video.batch, strict=strict, replicate=replicate)
+                for direction in directions or video.directions}
 
 
 def _dit_component(dit: Report) -> Component:

@@ -198,27 +198,56 @@ def trace_vae(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: i
     chunk but the first two and the last runs the same ops on the same shapes, the output so far only grows.
     The concat's bytes and the activations alive grow by one chunk's output per chunk; what runs after the
     chunks is traced on its own at the real size. Same records and peaks as a full trace (tested)."""
+    return expand(trace_chunks(config, policy, frames, height, width, direction, batch, strict, replicate))
+
+
+@dataclass(frozen=True)
+class VAEChunks:
+    """What a VAE call's trace found, before its middle chunks are copied: the records and live bytes of the
+    chunks traced (all, or 4 and the tail when replicating). Small and picklable: what the disk cache keeps, and
+    what a whole generation's VAE trace, run beside the DiT's, sends back."""
+
+    config: VAEConfig
+    dtype: torch.dtype
+    direction: str
+    plan: _Plan
+    records: list[NodeCost]
+    levels: list[int]
+    tail_records: list[NodeCost]  # the tail traced alone at the real size (replicating), placeholder dropped
+    tail_levels: list[int]
+
+
+def trace_chunks(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: int, width: int, direction: str,
+                 batch: int = 1, strict: bool = False, replicate: bool = True) -> VAEChunks:
+    """The traced part of `trace_vae`, from the disk cache where it was traced before."""
     plan = _plan(config, frames, height, width, direction, batch, replicate)
-    records, chunk_of, chunks, peak = cached(
-        "vae", (config, policy.vae, frames, height, width, direction, batch, strict, replicate),
-        lambda: _costed(config, policy, direction, strict, plan))
-    return VAETrace(direction, _used(_model(config, policy.vae), records), records, chunk_of, chunks, peak,
-                    plan.shape, plan.out_shape, (config, policy.vae, direction, plan.length))
+    return cached("vae", (config, policy.vae, frames, height, width, direction, batch, strict, replicate),
+                  lambda: _costed(config, policy.vae, direction, strict, plan))
 
 
-def _costed(config: VAEConfig, policy: PrecisionPolicy, direction: str, strict: bool,
-            plan: _Plan) -> tuple[list[NodeCost], list[int], list[ChunkCost], int]:
-    """The call's records, their phases, the phases' costs and the peak: what the disk cache keeps."""
-    model = _model(config, policy.vae)
-    interpreter = _run(model, _graph(config, policy.vae, direction, plan.length), strict,
-                       (torch.empty(plan.shape, device="meta", dtype=policy.vae), plan.length))
-    records, levels = interpreter.records, _levels(interpreter)
+def _costed(config: VAEConfig, dtype: torch.dtype, direction: str, strict: bool, plan: _Plan) -> VAEChunks:
+    model = _model(config, dtype)
+    interpreter = _run(model, _graph(config, dtype, direction, plan.length), strict,
+                       (torch.empty(plan.shape, device="meta", dtype=dtype), plan.length))
+    tail_records: list[NodeCost] = []
+    tail_levels: list[int] = []
+    if plan.short:
+        tail = _run(model, _graph(config, dtype, direction, None), strict,
+                    (torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=dtype),))
+        tail_records, tail_levels = tail.records[1:], _levels(tail)[1:]
+    return VAEChunks(config, dtype, direction, plan, interpreter.records, _levels(interpreter), tail_records,
+                     tail_levels)
+
+
+def expand(traced: VAEChunks) -> VAETrace:
+    """The whole call's trace: the middle chunks copied (replicating), each record's phase, each phase's cost."""
+    plan, direction = traced.plan, traced.direction
+    records, levels = traced.records, traced.levels
     chunk_of = phases(records, direction)
     n = len(plan.schedule)
     if plan.short:
-        tail = _run(model, _graph(config, policy.vae, direction, None), strict,
-                    (_tail_input(config, policy, direction, plan),))
-        records, levels, chunk_of = _replicate(records, levels, chunk_of, n, tail.records[1:], _levels(tail)[1:])
+        records, levels, chunk_of = _replicate(records, levels, chunk_of, n, traced.tail_records,
+                                               traced.tail_levels)
     sums: dict[int, list[int]] = {}  # per phase: FLOPs (torch, full), bytes read and written, peak; one pass
     for r, level, index in zip(records, levels, chunk_of, strict=True):
         acc = sums.setdefault(index, [0, 0, 0, 0, 0])
@@ -229,7 +258,9 @@ def _costed(config: VAEConfig, policy: PrecisionPolicy, direction: str, strict: 
         acc[4] = max(acc[4], level)
     chunks = [ChunkCost(index, *_chunk_frames(direction, index, plan.schedule), Metrics(*sums[index][:4]),
                         sums[index][4]) for index in range(PROLOGUE, n + 1) if index in sums]
-    return records, chunk_of, chunks, max(levels, default=0)
+    return VAETrace(direction, _used(_model(traced.config, traced.dtype), records), records, chunk_of, chunks,
+                    max(levels, default=0), plan.shape, plan.out_shape,
+                    (traced.config, traced.dtype, direction, plan.length))
 
 
 CONVOLUTIONS = ("conv1d", "conv2d", "conv3d")
@@ -245,8 +276,8 @@ def conv_calls(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: 
     calls = _run(model, _graph(config, policy.vae, direction, plan.length), False,
                  (torch.empty(plan.shape, device="meta", dtype=policy.vae), plan.length)).calls
     if plan.short:
-        calls = calls + _run(model, _graph(config, policy.vae, direction, None), False,
-                             (_tail_input(config, policy, direction, plan),)).calls
+        tail = torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=policy.vae)
+        calls = calls + _run(model, _graph(config, policy.vae, direction, None), False, (tail,)).calls
     return distinct(call for call in calls if call is not None and call.name in CONVOLUTIONS)
 
 
@@ -256,10 +287,6 @@ def distinct(calls: Iterable[OpCall]) -> list[OpCall]:
     for call in calls:
         found.setdefault(op_key((call.name, call.args, call.kwargs)), call)
     return list(found.values())
-
-
-def _tail_input(config: VAEConfig, policy: PrecisionPolicy, direction: str, plan: _Plan) -> torch.Tensor:
-    return torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=policy.vae)
 
 
 def _final_out(config: VAEConfig, direction: str, out_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -395,5 +422,6 @@ def vae_components(task: str) -> tuple[str, ...]:
     return ("encode", "decode") if task in ("i2v", "flf2v") else ("decode",)
 
 
-__all__ = ["DIRECTIONS", "ROOT", "ChunkCost", "VAETrace", "VAEWorkloadError", "check_video", "latent_shape",
-           "conv_calls", "distinct", "phases", "trace_graph", "trace_vae", "vae_components", "with_prefix"]
+__all__ = ["DIRECTIONS", "ROOT", "ChunkCost", "VAEChunks", "VAETrace", "VAEWorkloadError", "check_video",
+           "conv_calls", "distinct", "expand", "latent_shape", "phases", "trace_chunks", "trace_graph", "trace_vae",
+           "vae_components", "with_prefix"]
