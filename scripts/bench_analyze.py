@@ -15,6 +15,7 @@ would otherwise be charged to whichever runs first); then each is timed `--repea
 from __future__ import annotations
 
 import argparse
+import compileall
 import gc
 import json
 import os
@@ -74,7 +75,16 @@ def _run(cmd: list[str], env: dict | None = None) -> tuple[float, float, int]:
 COMMANDS = ("analyze", "analyze_cold", "analyze_dit", "model", "compare")
 
 
+def compile_bytecode() -> None:
+    """Bytecode for the project's modules, as pip writes it for an installed package (torch's included) and
+    Python on a module's first import: under PYTHONDONTWRITEBYTECODE (set on the development machine) an editable
+    install would compile every module from source in every run, 0.1-0.2 s that a user's machine spends once."""
+    for package in ("wantrace", "rules", "wan_reference"):
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
 def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
+    compile_bytecode()
     wantrace = [sys.executable, "-m", "wantrace.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         a, b = f"{tmp}/a", f"{tmp}/b"
@@ -82,7 +92,7 @@ def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
             Path(folder).mkdir()
             (Path(folder) / "report.json").write_text(analyze(config, workload_b).to_json())
         commands = {  # analyze: the whole generation (the default), its component traces from the disk cache (the
-            # first repeat fills it); analyze_cold: with the cache off; analyze_dit: --only dit
+            # first repeat fills it); analyze_cold: a first run (an empty cache, filled); analyze_dit: --only dit
             "analyze": [*wantrace, "analyze", "--config", config, "--workload", workload, "--out", f"{tmp}/c"],
             "analyze_cold": [*wantrace, "analyze", "--config", config, "--workload", workload, "--out", f"{tmp}/e"],
             "analyze_dit": [*wantrace, "analyze", "--config", config, "--workload", workload, "--out", f"{tmp}/d",
@@ -94,12 +104,10 @@ def cli_against_torch(config: str, workload: str, repeat: int) -> dict:
         walls: dict[str, list[float]] = {k: [] for k in ("torch", *commands)}
         cpus: dict[str, list[float]] = {k: [] for k in ("torch", *commands)}
         rss: dict[str, int] = {}
-        envs = {"analyze": {**os.environ, "WANTRACE_CACHE": f"{tmp}/cache"},
-                "analyze_cold": {**os.environ, "WANTRACE_CACHE": "off"}}
         for round_ in range(repeat):  # alternating, so all see the same machine
+            envs = {"analyze": {**os.environ, "WANTRACE_CACHE": f"{tmp}/cache"},
+                    "analyze_cold": {**os.environ, "WANTRACE_CACHE": f"{tmp}/first{round_}"}}  # a first run
             for name, cmd in (("torch", floor), *commands.items()):
-                if name == "analyze_cold" and round_:  # informational: once is enough
-                    continue
                 wall, cpu, kib = _run(cmd, envs.get(name))
                 walls[name].append(wall)
                 cpus[name].append(cpu)

@@ -1,6 +1,7 @@
 """Where a whole-generation `analyze` of the 14B at t2v-720p spends its time, in one process: the VAE decode's
 trace (cold, then with its FX graphs in memory), the generation traced and read back from the disk cache, each
-component's share, and the predictor's queue over the DiT's records. Best of `--repeat` for the timings that
+component's share (WANTRACE_JOBS=1: every piece in this process), the generation with its VAE traced beside the
+DiT in a forked child, and the predictor's queue over the DiT's records. Best of `--repeat` for the timings that
 repeat; the first, cold, ones run once.
 
     python scripts/bench_generation_parts.py [--repeat 3]
@@ -20,8 +21,9 @@ import torch  # noqa: F401  (imported first, as the CLI does, so the timings bel
 from wan_reference.precision import WAN_OFFICIAL
 from wan_reference.vae_config import VAEConfig
 from wantrace.timing.predictor import Predictor
-from wantrace.work import generation, vae
+from wantrace.work import beside, generation, vae
 from wantrace.work.analysis import analyze
+from wantrace.work.lean import lean_meta_run
 
 CONFIG = "models/wan2.1-t2v-14b/config.json"
 
@@ -33,14 +35,24 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def lean(fn):
+    """`fn` in a lean meta run, as analyze_generation calls it (building the VAE would otherwise import dynamo)."""
+    def run(*args, **kwargs):
+        with lean_meta_run():
+            return fn(*args, **kwargs)
+    return run
+
+
 def parts(cache: str) -> dict[str, float]:
     """analyze_generation once with WANTRACE_CACHE=`cache`, and the seconds of its pieces."""
     os.environ["WANTRACE_CACHE"] = cache
+    os.environ[beside.JOBS] = "1"  # one process, so that every piece is timed here
     spent: dict[str, float] = {}
     originals = {}
-    for module, name, label in ((generation, "analyze", "dit"), (generation, "trace_vae", "vae"),
-                                (generation, "trace_sampler", "sampler"), (generation, "_trace_encoder", "t5"),
-                                (generation, "_component", "roll-up and time"), (generation, "_report", "report")):
+    for module, name, label in ((generation, "analyze", "dit"), (generation, "trace_chunks", "vae trace"),
+                                (generation, "expand", "vae copies"), (generation, "trace_sampler", "sampler"),
+                                (generation, "_trace_encoder", "t5"), (generation, "_rolled", "roll-up and time"),
+                                (generation, "_report", "report")):
         original = originals[(module, name)] = getattr(module, name)
 
         def wrapper(*args, _f=original, _label=label, **kwargs):
@@ -55,6 +67,7 @@ def parts(cache: str) -> dict[str, float]:
     finally:
         for (module, name), original in originals.items():
             setattr(module, name, original)
+        del os.environ[beside.JOBS]
     return spent
 
 
@@ -65,7 +78,7 @@ def main() -> None:
     os.environ["WANTRACE_CACHE"] = "off"
     analyze(CONFIG, "ci-tiny")  # torch's python meta kernels, FX, the rules
     config = VAEConfig()
-    decode = functools.partial(vae.trace_vae, config, WAN_OFFICIAL, 81, 720, 1280, "decode")
+    decode = functools.partial(lean(vae.trace_vae), config, WAN_OFFICIAL, 81, 720, 1280, "decode")
     cold = timed(decode)
     warm = min(timed(decode) for _ in range(args.repeat))
     print(f"trace_vae, 720p decode: {cold:.3f} s cold, {warm:.3f} s with its graphs traced (best of {args.repeat})")
@@ -73,9 +86,14 @@ def main() -> None:
         traced = parts("off")
         parts(tmp)  # fills the cache
         cached = min((parts(tmp) for _ in range(args.repeat)), key=lambda p: p["whole"])
-    for label, spent in (("traced (cache off)", traced), ("read back (cache on)", cached)):
+    for label, spent in (("in one process, traced (cache off)", traced), ("in one process, read back (cache on)",
+                                                                           cached)):
         print(f"analyze_generation, {label}: {spent.pop('whole'):.3f} s; "
               + ", ".join(f"{k} {v:.3f} s" for k, v in spent.items()))
+    os.environ["WANTRACE_CACHE"] = "off"
+    forked = min(timed(lambda: generation.analyze_generation(CONFIG, "t2v-720p")) for _ in range(args.repeat))
+    print(f"analyze_generation, traced (cache off), the VAE traced in a forked child beside the DiT"
+          f"{'' if beside.usable() else ' (not here: in one process)'}: {forked:.3f} s (best of {args.repeat})")
     records = []
     original = Predictor.__call__
 

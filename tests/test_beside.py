@@ -103,3 +103,16 @@ def test_the_whole_generation_is_the_same_with_the_vae_beside_or_in_line(forks, 
     assert started == [True, False]
     assert '"vae.encode"' in with_child and '"vae.decode"' in with_child
     assert with_child == in_line
+
+
+def test_an_analysis_leaves_no_thread_behind(monkeypatch):
+    """torch.fx's Interpreter.run opens a tqdm bar; where tqdm is installed its first bar starts a monitor thread,
+    after which no later analysis in the process could fork. The cost interpreter runs without one."""
+    tqdm = pytest.importorskip("tqdm")
+    monkeypatch.setattr(tqdm.tqdm, "monitor_interval", 10)  # tqdm's default (conftest turns it off)
+    monkeypatch.setattr(tqdm.tqdm, "monitor", None)
+    import threading
+
+    before = set(threading.enumerate())
+    generation.analyze_generation(ROOT / "models/wan2.1-tiny-t2v/config.json", "ci-tiny")
+    assert set(threading.enumerate()) <= before

@@ -138,6 +138,18 @@ class CostInterpreter(torch.fx.Interpreter):
         self._costs: dict[object, tuple] = {}  # (op key, result aliases an input) -> the rule's answer
         self._key: object = None  # the running node's op key (None: not memoizable)
 
+    def run(self, *args):
+        """torch.fx's run without its progress bar: it opens a tqdm bar on every call (disabled, but where tqdm is
+        installed the first one starts tqdm's monitor thread, and a process with another thread must not fork:
+        wantrace.work.beside) and appends the node to an error's message (ours are one line)."""
+        self.env = {}
+        self.args_iter = iter(args)
+        for node in self.graph.nodes:
+            self.env[node] = self.run_node(node)
+            if node.op == "output":
+                return self.env[node]
+        return None
+
     def call_function(self, target, args, kwargs):
         return self._memoized("call_function", target, args, kwargs)
 
