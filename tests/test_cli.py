@@ -93,6 +93,26 @@ def test_analyze_json_to_stdout():
     assert doc["geometry"]["latent"] == [3, 32, 32]
 
 
+def test_analyze_runs_without_the_collector_and_gives_it_back(monkeypatch):
+    """The cyclic collector is off while analyze runs (it walked every record several times) and on again after,
+    also when the command fails."""
+    import gc
+
+    from wantrace.work import generation
+
+    seen = []
+    original = generation.analyze_generation
+    monkeypatch.setattr(generation, "analyze_generation", lambda *a, **k: seen.append(gc.isenabled()) or original(
+        *a, **k))
+    assert gc.isenabled()
+    assert run("analyze", "--config", str(MODELS / "wan2.1-tiny-t2v" / "config.json"), "--format", "json"
+               ).exit_code == 0
+    assert seen == [False] and gc.isenabled()
+    assert run("analyze", "--config", str(MODELS / "wan2.1-tiny-t2v" / "config.json"), "--frames", "6",
+               "--format", "json").exit_code == 2
+    assert gc.isenabled()
+
+
 def test_analyze_default_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = run("analyze", "--config", TINY)
