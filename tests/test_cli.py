@@ -180,3 +180,11 @@ def test_user_errors_name_exception_classes_and_reach_python_m(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"wantrace: error: --out: cannot create {blocker / 'run'}: {blocker} is a file, not a folder"]
+
+
+def test_vace_under_sequence_parallelism_is_one_line_exit_2():
+    """The official VACE forward under USP (usp_dit_forward_vace) is not modelled: refused by name, no traceback."""
+    result = run("analyze", "--config", str(MODELS / "wan2.1-tiny-vace" / "config.json"), "--ulysses", "2")
+    assert result.exit_code == 2
+    assert "usp_dit_forward_vace" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -62,6 +62,10 @@ class Plan:
             Layout(self.ulysses, self.ring).check(config.num_heads)
         except LayoutError as exc:
             raise PlanError(str(exc)) from None
+        if config.model_type == "vace" and self.sp > 1:
+            raise PlanError("--ulysses/--ring: sequence parallelism of VACE (the official usp_dit_forward_vace, "
+                            "which also splits the VACE blocks' hints) is not modelled; run VACE on one GPU per "
+                            "forward (--cfg-parallel and FSDP are modelled)")
         if self.cfg_parallel and not cfg:
             raise PlanError("--cfg-parallel: the workload has no CFG (one forward per step); drop one of them")
         if self.world == 1 and (self.dit_fsdp or self.t5_fsdp):
