@@ -12,7 +12,8 @@ tree whose top level is the components (docs/pipeline.md says what runs per task
 Each component is traced once per call shape, rolled up by module id (wantrace.work.analysis.roll_up) and scaled
 by its calls: a parent's metrics are the sum of its children's, exactly, down from the root. The components
 table (`plan`) is the one place that says what runs; an encoder whose tracer is not part of this build is listed
-under `not_modelled`, never guessed."""
+under `not_modelled`, never guessed. The VAE's calls, the largest component and independent of the DiT's trace,
+are traced in a forked child beside it where a second core is free (wantrace.work.beside): the same report."""
 
 from __future__ import annotations
 
