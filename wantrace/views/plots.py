@@ -32,6 +32,7 @@ def render_plots(sweep: Sweep) -> dict[str, bytes]:
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
 
     what, rows = series(sweep)
     tokens = [r.geometry.tokens for r in rows]
@@ -43,6 +44,12 @@ def render_plots(sweep: Sweep) -> dict[str, bytes]:
         fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
         FigureCanvasAgg(fig)
         return fig, fig.add_subplot()
+
+    def log_axis(axis) -> None:
+        """Log ticks labelled in plain text (1e+05; minor ones, 2e+04, where an axis spans few decades):
+        matplotlib's default labels are typeset with mathtext, a third of the plots' drawing time."""
+        axis.set_major_formatter(LogFormatter())
+        axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
     def png(fig) -> bytes:
         buf = io.BytesIO()
@@ -60,6 +67,8 @@ def render_plots(sweep: Sweep) -> dict[str, bytes]:
             ax.plot(tokens, values, color=colors[i], marker="o", markersize=3, label=category)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    log_axis(ax.xaxis)
+    log_axis(ax.yaxis)
     ax.set_xlabel("video tokens per forward")
     ax.set_ylabel("FLOPs per forward (full convention)")
     ax.set_title(f"{model}: FLOPs by category ({what})", fontsize=9)
@@ -74,6 +83,7 @@ def render_plots(sweep: Sweep) -> dict[str, bytes]:
         ax.plot(tokens, [100 * r.shares(convention)["self-attention core"] for r in rows], marker="o",
                 markersize=3, color=color, label=label)
     ax.set_xscale("log")
+    log_axis(ax.xaxis)
     ax.set_ylim(0, 100)
     ax.set_xlabel("video tokens per forward")
     ax.set_ylabel("self-attention core share of the forward (%)")
