@@ -116,3 +116,36 @@ def test_an_analysis_leaves_no_thread_behind(monkeypatch):
     before = set(threading.enumerate())
     generation.analyze_generation(ROOT / "models/wan2.1-tiny-t2v/config.json", "ci-tiny")
     assert set(threading.enumerate()) <= before
+
+
+def _double(value: int) -> tuple[int, int]:
+    return os.getpid(), 2 * value
+
+
+def test_ahead_prepares_in_the_child_then_computes_what_it_is_sent(forks):
+    with beside.Ahead(lambda: None, _double) as job:
+        assert job.forked
+        pid, value = job.result(21)
+    assert (pid != os.getpid(), value) == (True, 42)
+
+
+def test_ahead_runs_here_when_the_value_cannot_travel_or_the_child_fails(forks):
+    with beside.Ahead(lambda: None, lambda value: (os.getpid(), value())) as job:
+        assert job.result(lambda: 7) == (os.getpid(), 7)  # a lambda does not pickle
+    with beside.Ahead(_raise, _double) as job:  # prepare fails in the child
+        assert job.result(1) == (os.getpid(), 2)
+
+
+def test_a_sweep_drawn_by_the_plotter_child_is_the_one_drawn_here(tmp_path, monkeypatch):
+    """The PNGs, byte for byte, drawn in the child that imported matplotlib during the sweep, or here."""
+    from click.testing import CliRunner
+
+    from wantrace.cli import main
+
+    args = ["sweep", "--config", str(ROOT / "models/wan2.1-tiny-t2v/config.json"), "--frames", "5,9",
+            "--size", "256x256,128x256"]
+    assert CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")]).exit_code == 0
+    monkeypatch.setenv(beside.JOBS, "1")
+    assert CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b")]).exit_code == 0
+    for name in ("flops_vs_tokens.png", "self_attention_share.png", "sweep.json", "summary.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

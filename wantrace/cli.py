@@ -641,8 +641,11 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
         writable_dir(out_dir)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from .views.plots import prepare as prepare_plots
+    from .views.plots import render_plots
     from .views.sweep import write_sweep
     from .work.analysis import load_config_source
+    from .work.beside import Ahead
     from .work.sweep import default_preset, parse_ints, parse_sizes, plan, run_sweep
 
     frames = parse_ints(frames_text, "--frames") if frames_text is not None else None
@@ -669,15 +672,19 @@ def sweep(config_path, workload, frames_text, size_text, steps_text, precision_t
         timing = Predictor(gpu)
 
     err = Console(stderr=True)
-    with Progress(TextColumn("costing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=err, transient=True, disable=n < 2) as progress:
+    # the plotter imports matplotlib in a forked child while the sweep is costed, then draws it (forked before the
+    # progress bar starts its thread)
+    with Ahead(prepare_plots, render_plots) if plots else contextlib.nullcontext() as plotter, Progress(
+            TextColumn("costing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), console=err, transient=True, disable=n < 2) as progress:
         task = progress.add_task("", total=n)
         result = run_sweep(config_path, preset, frames=frames, sizes=sizes, steps=steps, precisions=precisions,
                            cfg=cfg, strict=strict, timing=timing,
                            on_point=lambda w: progress.update(task, advance=1, description=w.id))
         progress.update(task, description="plots and files")
         out = Path(out_dir) if out_dir else new_run_dir(Path(config_path), "sweep")
-        written = write_sweep(result, out, command, plots=plots)
+        written = write_sweep(result, out, command, plots=plots,
+                              rendered=plotter.result(result) if plotter is not None else None)
     print_sweep(result, Console())
     Console().print(f"wrote {', '.join(str(p) for p in written)}")
 

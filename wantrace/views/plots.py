@@ -27,6 +27,17 @@ def series(sweep: Sweep) -> tuple[str, list[Row]]:
     return f"{first.precision}, batch {first.batch}", rows
 
 
+def prepare() -> None:
+    """matplotlib imported and its fonts loaded, ahead of the sweep it will draw (a second of a sweep command)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.add_subplot().set_xscale("log")
+    fig.canvas.draw()
+
+
 def render_plots(sweep: Sweep) -> dict[str, bytes]:
     """{file name: PNG bytes} for flops_vs_tokens.png and self_attention_share.png."""
     import matplotlib

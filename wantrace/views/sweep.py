@@ -43,17 +43,18 @@ def summary_markdown(sweep: Sweep, command: str, plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sweep(sweep: Sweep, out: Path, command: str, plots: bool = True) -> list[Path]:
-    """sweep.csv, sweep.json, the PNG plots and summary.md; everything is rendered before the first file is
-    written, and each file is written atomically."""
-    from .plots import render_plots  # matplotlib: only when plots are asked for
-
+def write_sweep(sweep: Sweep, out: Path, command: str, plots: bool = True,
+                rendered: dict[str, bytes] | None = None) -> list[Path]:
+    """sweep.csv, sweep.json, the PNG plots (`rendered`, or drawn here) and summary.md; everything is rendered
+    before the first file is written, and each file is written atomically."""
     files: dict[str, str | bytes] = {
         "sweep.csv": sweep.to_csv(),
         "sweep.json": json.dumps(sweep.to_dict(command), indent=1) + "\n",
     }
     if plots:
-        files.update(render_plots(sweep))
+        from .plots import render_plots  # matplotlib: only when plots are asked for
+
+        files.update(rendered if rendered is not None else render_plots(sweep))
     files["summary.md"] = summary_markdown(sweep, command, [name for name in PLOTS if name in files])
     for name, content in files.items():
         write_atomic(out / name, content)
