@@ -100,8 +100,7 @@ def _child(fn: Callable[[], object], send) -> None:
         data = pickle.dumps(fn(), protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException:  # noqa: BLE001  (the parent runs fn itself and raises what it raises)
         data = b""
-    send.send_bytes(data)
-    send.close()
+    _send(send, data)
 
 
 class Ahead(_Child, Generic[T]):
@@ -140,5 +139,12 @@ def _ahead(prepare: Callable[[], object], fn: Callable[[object], object], receiv
         data = pickle.dumps(fn(pickle.loads(receive.recv_bytes())), protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException:  # noqa: BLE001  (the parent runs fn itself and raises what it raises)
         data = b""
-    send.send_bytes(data)
-    send.close()
+    _send(send, data)
+
+
+def _send(send, data: bytes) -> None:
+    try:
+        send.send_bytes(data)
+        send.close()
+    except OSError:  # the parent is gone (killed): nobody to read the answer
+        pass
