@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def forks():
-    """Skip where no child can be forked now (no fork, one core, or another thread left running by an earlier
-    test in this process: test_fork_in_a_clean_process covers the fork there)."""
+    """Skip where no child can be forked now: no fork, one core, or another thread left running by an earlier
+    test in this process (conftest keeps tqdm's monitor thread, the one seen, from starting)."""
     if not beside.usable():
         import threading
         pytest.skip(f"no fork here: {[t.name for t in threading.enumerate()]}")

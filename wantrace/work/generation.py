@@ -295,18 +295,20 @@ def _video_guess(config: WanConfig | str | Path, workload: str | Workload, overr
     """The video the DiT's analysis will resolve, read ahead so that the VAE can be traced beside it; checked
     against the DiT's report before use. None where it cannot be read: the DiT's analysis then says why."""
     try:
-        if isinstance(config, WanConfig):
-            dit = config
-        elif is_pipeline(config):
-            pipeline = read_pipeline(config)
-            assert pipeline is not None
-            dit = pipeline.experts[0].config
-        else:
-            dit = read_config(Path(config))[0]
+        dit = _dit_config(config)
         wl = workload if isinstance(workload, Workload) else resolve(workload, dit, **overrides)[0]
     except Exception:  # noqa: BLE001  (a guess: whatever fails here fails again, with its message, in analyze)
         return None
     return Video(dit.model_type, dit.release, wl.frames, wl.height, wl.width, wl.batch, wl.precision)
+
+
+def _dit_config(config: WanConfig | str | Path) -> WanConfig:
+    """The DiT's config from a config, its config.json, or a two-expert folder (its first expert's: the experts
+    share their shapes)."""
+    if isinstance(config, WanConfig):
+        return config
+    pipeline = read_pipeline(config) if is_pipeline(config) else None
+    return pipeline.experts[0].config if pipeline else read_config(Path(config))[0]
 
 
 def _vae_calls(path: Path | None, video: Video, strict: bool, replicate: bool,
@@ -346,11 +348,7 @@ def resident_memory(dit: Report, components: list[Component], policy: PrecisionP
     activations."""
     plan_ = parallel or Plan()
     by_id = {c.id: c for c in components}
-    if isinstance(config, WanConfig):
-        dit_config = config
-    else:
-        pipeline = read_pipeline(config) if is_pipeline(config) else None
-        dit_config = pipeline.experts[0].config if pipeline else read_config(Path(config))[0]
+    dit_config = _dit_config(config)
     t5_bytes = by_id["text_encoder"].rows[0].param_bytes if "text_encoder" in by_id else None
     plan_mem = memory_plan(dit_config, policy, plan_, dit.totals["activation_bytes"], t5_bytes)
     dit_weights = dit.totals["param_bytes"] if dit.experts is None else \

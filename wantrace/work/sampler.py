@@ -8,7 +8,6 @@ constants in the graph and do not change any op or shape)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,7 @@ from wan_reference.scheduler import SamplerStep, StepPlan, step_inputs, step_pla
 
 from .cache import cached
 from .lean import lean_meta_run
-from .trace import CostInterpreter, NodeCost, WanTracer
+from .trace import CostInterpreter, NodeCost, WanTracer, _replaced
 
 ARGUMENTS = ("sample", "cond", "uncond", "m1", "m2", "last", "rhos_p", "rhos_c")
 DEFAULT_SHIFT = 5.0  # generate.py's --sample_shift default (3.0 for i2v at 480p, 16 for flf2v): no cost depends on it
@@ -76,7 +75,6 @@ def _costed(plans: list[StepPlan], latent: tuple[int, ...],
             traced[plan.kind] = trace_step(plan, latent, strict)
         kinds.setdefault(plan.kind, []).append(plan.index)
         for r in traced[plan.kind][0]:
-            records.append(dataclasses.replace(r, index=len(records), stack=tuple(
-                f"{key}@step{plan.index}" for key in r.stack)))
+            records.append(_replaced(r, index=len(records), stack=tuple(f"{key}@step{plan.index}" for key in r.stack)))
             step_of.append(plan.index)
     return records, step_of, kinds, max(peak for _, peak in traced.values())

@@ -15,7 +15,7 @@ Integration API (for the whole-generation report):
 `frames`, `height`, `width` are always the *pixel* video's (81, 480, 832 for t2v-480p): encode reads that video,
 decode writes it from its latents (21 x 60 x 104). The i2v/flf2v conditioning encode is a full encode of a
 video of the same size (the image followed by zero frames, official image2video.py), so it costs the same
-as `direction="encode"`. `vae_components(task)` says what a generation runs per workload task, and
+as `direction="encode"`. `wantrace.work.generation.plan` says what a generation runs per task, and
 `with_prefix(trace.records, "vae.decode")` re-roots the records for a combined tree
 (`roll_up(records, model)` of wantrace.work.analysis then needs a model whose parameters sit under the same
 prefix, or `trace.model` for the VAE alone).
@@ -226,17 +226,21 @@ def trace_chunks(config: VAEConfig, policy: PrecisionPolicy, frames: int, height
 
 
 def _costed(config: VAEConfig, dtype: torch.dtype, direction: str, strict: bool, plan: _Plan) -> VAEChunks:
+    chunks, tail = _runs(config, dtype, direction, strict, plan)
+    return VAEChunks(config, dtype, direction, plan, chunks.records, _levels(chunks),
+                     tail.records[1:] if tail else [], _levels(tail)[1:] if tail else [])
+
+
+def _runs(config: VAEConfig, dtype: torch.dtype, direction: str, strict: bool,
+          plan: _Plan) -> tuple[CostInterpreter, CostInterpreter | None]:
+    """The chunk graph run on the call's input, and (replicating) the tail's graph on the chunks' real output."""
     model = _model(config, dtype)
-    interpreter = _run(model, _graph(config, dtype, direction, plan.length), strict,
-                       (torch.empty(plan.shape, device="meta", dtype=dtype), plan.length))
-    tail_records: list[NodeCost] = []
-    tail_levels: list[int] = []
-    if plan.short:
-        tail = _run(model, _graph(config, dtype, direction, None), strict,
-                    (torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=dtype),))
-        tail_records, tail_levels = tail.records[1:], _levels(tail)[1:]
-    return VAEChunks(config, dtype, direction, plan, interpreter.records, _levels(interpreter), tail_records,
-                     tail_levels)
+    chunks = _run(model, _graph(config, dtype, direction, plan.length), strict,
+                  (torch.empty(plan.shape, device="meta", dtype=dtype), plan.length))
+    if not plan.short:
+        return chunks, None
+    return chunks, _run(model, _graph(config, dtype, direction, None), strict,
+                        (torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=dtype),))
 
 
 def expand(traced: VAEChunks) -> VAETrace:
@@ -272,12 +276,8 @@ def conv_calls(config: VAEConfig, policy: PrecisionPolicy, frames: int, height: 
     weight, stride, padding, ...): what `wantrace calibrate` times, since cuDNN's speed per FLOP depends on the
     shape and its TF32 path is not the fp32 GEMM's."""
     plan = _plan(config, frames, height, width, direction, batch, replicate=True)
-    model = _model(config, policy.vae)
-    calls = _run(model, _graph(config, policy.vae, direction, plan.length), False,
-                 (torch.empty(plan.shape, device="meta", dtype=policy.vae), plan.length)).calls
-    if plan.short:
-        tail = torch.empty(_final_out(config, direction, plan.out_shape), device="meta", dtype=policy.vae)
-        calls = calls + _run(model, _graph(config, policy.vae, direction, None), False, (tail,)).calls
+    chunks, tail = _runs(config, policy.vae, direction, False, plan)
+    calls = chunks.calls + (tail.calls if tail else [])
     return distinct(call for call in calls if call is not None and call.name in CONVOLUTIONS)
 
 
@@ -416,12 +416,6 @@ def with_prefix(records: list[NodeCost], prefix: str) -> list[NodeCost]:
             for r in records]
 
 
-def vae_components(task: str) -> tuple[str, ...]:
-    """What one generation runs of the VAE: every task decodes the sampled latents once; i2v and flf2v first
-    encode the conditioning video (image(s) and zero frames, as long as the output) once."""
-    return ("encode", "decode") if task in ("i2v", "flf2v") else ("decode",)
-
-
 __all__ = ["DIRECTIONS", "ROOT", "ChunkCost", "VAEChunks", "VAETrace", "VAEWorkloadError", "check_video",
            "conv_calls", "distinct", "expand", "latent_shape", "phases", "trace_chunks", "trace_graph", "trace_vae",
-           "vae_components", "with_prefix"]
+           "with_prefix"]
